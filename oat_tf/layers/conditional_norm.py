@@ -1,0 +1,45 @@
+"""The normalization unit that follows every convolution: λ-routed batch norm, then FiLM."""
+
+import keras
+
+from oat_tf.layers.dual_batch_norm import DualBatchNorm
+from oat_tf.layers.film import FiLM
+
+
+@keras.saving.register_keras_serializable(package="oat_tf")
+class ConditionalNorm(keras.layers.Layer):
+    """h = FiLM(DualBatchNorm(x, adversarial), code), or the batch norm alone with `film=False`.
+
+    Inputs: x (B, ..., C_α), the λ code (B, D) (unused without FiLM) and the per-sample
+    adversarial flags (B,) (unused with `dual=False`). Output: the shape of x.
+    """
+
+    def __init__(self, channels, widths=(1.0,), dual=True, film=True, synchronized=False, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.widths = tuple(widths)
+        self.dual = bool(dual)
+        self.film = bool(film)
+        self.synchronized = bool(synchronized)
+        self.norm = DualBatchNorm(channels, widths, dual=dual, synchronized=synchronized, name="bn")
+        self.modulation = FiLM(channels, widths, name="film") if film else None
+
+    def call(self, inputs, code=None, adversarial=None, width=1.0, training=False):
+        h = self.norm(inputs, adversarial, width=width, training=training)
+        if self.modulation is not None:
+            h = self.modulation(h, code, width=width)
+        return h
+
+    def compute_output_shape(self, input_shape, *args, **kwargs):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            channels=self.channels,
+            widths=list(self.widths),
+            dual=self.dual,
+            film=self.film,
+            synchronized=self.synchronized,
+        )
+        return config

@@ -1,0 +1,146 @@
+"""Batch normalization with λ-routed clean/adversarial statistics and one set per width."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from oat_tf.layers.slimming import channels_at, validate_widths, width_index
+
+
+@keras.saving.register_keras_serializable(package="oat_tf")
+class DualBatchNorm(keras.layers.Layer):
+    """Batch norm whose statistics and affine parameters depend on the sample's route and the width.
+
+    With `dual=True` there are two BNs: BN_c normalizes the samples whose
+    `adversarial` flag is False (λ = 0) and BN_a those whose flag is True
+    (λ > 0), per sample inside one mixed batch; in training each group's
+    statistics come from that group alone and a group may be empty. With
+    `dual=False` it is one plain BN (the "OAT with normal BN" ablation).
+    Every width in `widths` has its own independent set (switchable BN), over the
+    first C_α = ⌊α·C⌋ channels. Input (B, ..., C_α), output the same shape.
+
+    Moving statistics follow PyTorch: momentum 0.1 on the new value and the
+    unbiased batch variance. With `synchronized=True` the batch moments are
+    summed over all replicas of a `tf.distribute` strategy, so every replica
+    normalizes with, and stores, the same statistics.
+    """
+
+    def __init__(
+        self, channels, widths=(1.0,), dual=True, momentum=0.1, epsilon=1e-5, synchronized=False, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.widths = validate_widths(widths)
+        self.dual = bool(dual)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.synchronized = bool(synchronized)
+
+    @property
+    def routes(self):
+        return ("clean", "adversarial") if self.dual else ("shared",)
+
+    def build(self, input_shape):
+        # self.params[width_index][route_index] = (gamma, beta, moving_mean, moving_variance)
+        self.params = []
+        for width in self.widths:
+            c = channels_at(width, self.channels)
+            per_route = []
+            for route in self.routes:
+                prefix = f"{route}_w{width:g}"
+                per_route.append(
+                    tuple(
+                        self.add_weight(
+                            name=f"{prefix}_{name}",
+                            shape=(c,),
+                            initializer=init,
+                            trainable=trainable,
+                            aggregation="only_first_replica" if not trainable else "none",
+                        )
+                        for name, init, trainable in (
+                            ("gamma", "ones", True),
+                            ("beta", "zeros", True),
+                            ("moving_mean", "zeros", False),
+                            ("moving_variance", "ones", False),
+                        )
+                    )
+                )
+            self.params.append(per_route)
+
+    def _moments(self, x, mask):
+        """Mean, biased variance and count over the samples where mask == 1 (all reduction axes)."""
+        axes = tuple(range(len(x.shape) - 1))
+        mask = ops.reshape(mask, (-1,) + (1,) * (len(x.shape) - 1))
+        per_sample = float(x.shape[1:-1].num_elements()) if len(x.shape) > 2 else 1.0
+        count = ops.sum(mask) * per_sample
+        total = ops.sum(x * mask, axis=axes)
+        count, total = self._all_reduce(count), self._all_reduce(total)
+        mean = total / ops.maximum(count, 1.0)
+        squares = self._all_reduce(ops.sum(ops.square(x - mean) * mask, axis=axes))
+        return mean, squares / ops.maximum(count, 1.0), count
+
+    def _all_reduce(self, value):
+        if not self.synchronized:
+            return value
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return value
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+    def _affine(self, params, mean, variance):
+        gamma, beta = params[0], params[1]
+        scale = gamma * ops.rsqrt(variance + self.epsilon)
+        return scale, beta - mean * scale
+
+    def _update_moving(self, params, mean, variance, count):
+        moving_mean, moving_variance = params[2], params[3]
+        unbiased = variance * count / ops.maximum(count - 1.0, 1.0)
+        seen = count > 0  # an empty group leaves its statistics untouched
+        m = self.momentum
+        moving_mean.assign(ops.where(seen, (1 - m) * moving_mean + m * mean, moving_mean))
+        moving_variance.assign(ops.where(seen, (1 - m) * moving_variance + m * unbiased, moving_variance))
+
+    def call(self, inputs, adversarial=None, width=1.0, training=False):
+        per_route = self.params[width_index(self.widths, width)]
+        x = ops.cast(inputs, "float32")
+        if self.dual:
+            if adversarial is None:
+                raise ValueError("a dual batch norm needs the per-sample `adversarial` flags (λ > 0).")
+            adv = ops.cast(ops.reshape(adversarial, (-1,)), "float32")
+            masks = (1.0 - adv, adv)
+        else:
+            masks = (ops.ones((ops.shape(x)[0],)),)
+
+        affines = []
+        for params, mask in zip(per_route, masks):
+            if training:
+                mean, variance, count = self._moments(x, mask)
+                self._update_moving(params, mean, variance, count)
+            else:
+                mean, variance = params[2], params[3]
+            affines.append(self._affine(params, mean, variance))
+
+        shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
+        if not self.dual:
+            scale, shift = affines[0]
+            return x * scale + shift
+        # One per-sample affine: each sample picks its route's (scale, shift).
+        pick = ops.reshape(masks[1], (-1, 1)) > 0.5
+        scale = ops.where(pick, affines[1][0][None, :], affines[0][0][None, :])
+        shift = ops.where(pick, affines[1][1][None, :], affines[0][1][None, :])
+        return x * ops.reshape(scale, shape) + ops.reshape(shift, shape)
+
+    def compute_output_shape(self, input_shape, adversarial_shape=None):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            channels=self.channels,
+            widths=list(self.widths),
+            dual=self.dual,
+            momentum=self.momentum,
+            epsilon=self.epsilon,
+            synchronized=self.synchronized,
+        )
+        return config

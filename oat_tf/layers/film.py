@@ -1,0 +1,70 @@
+"""Feature-wise linear modulation conditioned on the λ code, slimmable in width."""
+
+import keras
+from keras import ops
+
+from oat_tf.layers.slimming import channels_at, validate_widths, width_index
+
+
+def _torch_linear_init():
+    # PyTorch nn.Linear's default, as in the reference implementation: U(±1/√fan_in).
+    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
+
+
+@keras.saving.register_keras_serializable(package="oat_tf")
+class FiLM(keras.layers.Layer):
+    """out = γ(code) · h + β(code), per sample and channel.
+
+    γ, β = LeakyReLU(split(MLP(code))) with MLP = Dense(2C) → LeakyReLU → Dense(2C),
+    as in the reference OAT code. Inputs: features h of shape (B, ..., C_α) and
+    codes of shape (B, D); output has the shape of h. At width α the MLP uses the
+    first 2·C_α hidden units and the first C_α outputs of each of γ and β
+    (C_α = ⌊α·C⌋), so every width shares one set of weights.
+    """
+
+    def __init__(self, channels, widths=(1.0,), negative_slope=0.01, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.widths = validate_widths(widths)
+        self.negative_slope = float(negative_slope)
+
+    def build(self, features_shape=None, code_shape=None):
+        code_dim = int(code_shape[-1])
+        hidden = 2 * self.channels
+
+        def dense(name, fan_in, units):
+            bound = fan_in**-0.5
+            kernel = self.add_weight(name=f"{name}_kernel", shape=(fan_in, units), initializer=_torch_linear_init())
+            bias = self.add_weight(
+                name=f"{name}_bias",
+                shape=(units,),
+                initializer=keras.initializers.RandomUniform(-bound, bound),
+            )
+            return kernel, bias
+
+        self.hidden_kernel, self.hidden_bias = dense("hidden", code_dim, hidden)
+        self.gamma_kernel, self.gamma_bias = dense("gamma", hidden, self.channels)
+        self.beta_kernel, self.beta_bias = dense("beta", hidden, self.channels)
+
+    def modulation(self, code, width=1.0):
+        """γ and β of shape (B, C_α) for codes of shape (B, D)."""
+        width_index(self.widths, width)
+        c = channels_at(width, self.channels)
+        leaky = lambda t: ops.leaky_relu(t, self.negative_slope)  # noqa: E731
+        hidden = leaky(ops.matmul(code, self.hidden_kernel[:, : 2 * c]) + self.hidden_bias[: 2 * c])
+        gamma = leaky(ops.matmul(hidden, self.gamma_kernel[: 2 * c, :c]) + self.gamma_bias[:c])
+        beta = leaky(ops.matmul(hidden, self.beta_kernel[: 2 * c, :c]) + self.beta_bias[:c])
+        return gamma, beta
+
+    def call(self, features, code, width=1.0):
+        gamma, beta = self.modulation(code, width)
+        shape = (-1,) + (1,) * (len(features.shape) - 2) + (gamma.shape[-1],)
+        return features * ops.reshape(gamma, shape) + ops.reshape(beta, shape)
+
+    def compute_output_shape(self, features_shape, code_shape=None):
+        return features_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(channels=self.channels, widths=list(self.widths), negative_slope=self.negative_slope)
+        return config

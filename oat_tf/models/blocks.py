@@ -1,0 +1,80 @@
+"""Residual blocks built from slimmable convolutions and conditional norms."""
+
+import keras
+from keras import ops
+
+from oat_tf.layers.conditional_norm import ConditionalNorm
+from oat_tf.layers.slimmable_conv2d import SlimmableConv2D
+
+
+class _ResidualBlock(keras.layers.Layer):
+    """Shared constructor and config of the residual blocks.
+
+    `norm` holds the ConditionalNorm options (widths, dual, film, synchronized);
+    every block is called as block(x, code, adversarial, width=α, training=...)
+    with x of shape (B, H, W, C_in,α) and returns (B, H/stride, W/stride, C_out,α).
+    """
+
+    def __init__(self, in_channels, out_channels, stride=1, norm=None, **kwargs):
+        super().__init__(**kwargs)
+        self.in_channels, self.out_channels, self.stride = int(in_channels), int(out_channels), int(stride)
+        self.norm_options = dict(norm or {})
+        widths = self.norm_options.get("widths", (1.0,))
+        self.conv1 = SlimmableConv2D(out_channels, 3, stride, widths, name="conv1")
+        self.conv2 = SlimmableConv2D(out_channels, 3, 1, widths, name="conv2")
+        self.projects = stride != 1 or in_channels != out_channels
+        self.shortcut = SlimmableConv2D(out_channels, 1, stride, widths, name="shortcut") if self.projects else None
+
+    def _norm(self, channels, name):
+        return ConditionalNorm(channels, name=name, **self.norm_options)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            in_channels=self.in_channels, out_channels=self.out_channels, stride=self.stride, norm=self.norm_options
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="oat_tf")
+class BasicBlock(_ResidualBlock):
+    """Post-activation ResNet block: relu(N2(conv2(relu(N1(conv1(x))))) + shortcut(x)).
+
+    The projection shortcut (1×1 conv + norm) is used when the stride or channel count changes.
+    """
+
+    def __init__(self, in_channels, out_channels, stride=1, norm=None, **kwargs):
+        super().__init__(in_channels, out_channels, stride, norm, **kwargs)
+        self.norm1 = self._norm(out_channels, "norm1")
+        self.norm2 = self._norm(out_channels, "norm2")
+        self.shortcut_norm = self._norm(out_channels, "shortcut_norm") if self.projects else None
+
+    def call(self, x, code=None, adversarial=None, width=1.0, training=False):
+        cond = dict(code=code, adversarial=adversarial, width=width, training=training)
+        h = ops.relu(self.norm1(self.conv1(x, width=width), **cond))
+        h = self.norm2(self.conv2(h, width=width), **cond)
+        skip = self.shortcut_norm(self.shortcut(x, width=width), **cond) if self.projects else x
+        return ops.relu(h + skip)
+
+
+@keras.saving.register_keras_serializable(package="oat_tf")
+class PreActBlock(_ResidualBlock):
+    """Pre-activation block (PreAct ResNet, Wide ResNet): conv2(relu(N2(conv1(a)))) + shortcut, a = relu(N1(x)).
+
+    The projection shortcut (1×1 conv on a) is used when the stride or channel count changes.
+    """
+
+    def __init__(self, in_channels, out_channels, stride=1, norm=None, **kwargs):
+        super().__init__(in_channels, out_channels, stride, norm, **kwargs)
+        self.norm1 = self._norm(in_channels, "norm1")
+        self.norm2 = self._norm(out_channels, "norm2")
+
+    def call(self, x, code=None, adversarial=None, width=1.0, training=False):
+        cond = dict(code=code, adversarial=adversarial, width=width, training=training)
+        a = ops.relu(self.norm1(x, **cond))
+        skip = self.shortcut(a, width=width) if self.projects else x
+        h = ops.relu(self.norm2(self.conv1(a, width=width), **cond))
+        return self.conv2(h, width=width) + skip
+
+
+BLOCKS = {"basic": BasicBlock, "preact": PreActBlock}

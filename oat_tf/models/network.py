@@ -1,0 +1,177 @@
+"""One network definition for every variant: plain, slimmable, OAT (normal or dual BN) and OATS."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from oat_tf.lambdas import S1, validate_grid
+from oat_tf.layers.conditional_norm import ConditionalNorm
+from oat_tf.layers.lambda_encoding import LambdaEncoding
+from oat_tf.layers.slimmable_conv2d import SlimmableConv2D
+from oat_tf.layers.slimmable_dense import SlimmableDense
+from oat_tf.layers.slimming import validate_widths, width_index
+from oat_tf.models.blocks import BLOCKS
+
+
+@keras.saving.register_keras_serializable(package="oat_tf")
+class OATNetwork(keras.Model):
+    """A residual network conditioned on λ and slimmable in width.
+
+    Call convention (used by training, attacks and export alike)::
+
+        logits = model({"image": x, "lam": lam}, width=0.5, training=False)
+
+    `x` is (B, S, S, 3) RGB in [0, 1] (S = `image_size`), `lam` is (B,) or (B, 1)
+    in [0, 1], `width` one of `model.widths` (default: the full width 1.0), and
+    the result is (B, num_classes) logits. Models without λ conditioning also
+    accept the bare image tensor.
+
+    The variant is configuration: `widths` (several = slimmable, with a switchable
+    norm per width), `dual_bn` (λ = 0 samples use BN_c, λ > 0 samples BN_a) and
+    `film` (FiLM after every batch norm, driven by a `LambdaEncoding` of λ).
+    `block`, `stem_channels` and `stages` ((channels, blocks, stride) per stage)
+    describe the architecture.
+    """
+
+    def __init__(
+        self,
+        block="basic",
+        stem_channels=16,
+        stages=((16, 3, 1), (32, 3, 2), (64, 3, 2)),
+        num_classes=10,
+        image_size=32,
+        widths=(1.0,),
+        dual_bn=False,
+        film=False,
+        encoding="orthogonal",
+        encoding_dim=128,
+        lam_grid=S1,
+        encoding_seed=0,
+        synchronized_bn=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if block not in BLOCKS:
+            raise ValueError(f"unknown block {block!r}; choose one of {list(BLOCKS)}.")
+        self.block = block
+        self.stem_channels = int(stem_channels)
+        self.stages = tuple((int(c), int(n), int(s)) for c, n, s in stages)
+        self.num_classes = int(num_classes)
+        self.image_size = int(image_size)
+        self.widths = validate_widths(widths)
+        self.dual_bn, self.film = bool(dual_bn), bool(film)
+        self.encoding_kind, self.encoding_dim, self.encoding_seed = encoding, int(encoding_dim), int(encoding_seed)
+        self.lam_grid = validate_grid(lam_grid)
+        self.synchronized_bn = bool(synchronized_bn)
+
+        norm = dict(widths=self.widths, dual=self.dual_bn, film=self.film, synchronized=self.synchronized_bn)
+        preact = block == "preact"
+        self.encoding = (
+            LambdaEncoding(encoding, encoding_dim, self.lam_grid, encoding_seed, name="lam_encoding")
+            if self.film
+            else None
+        )
+        self.stem = SlimmableConv2D(self.stem_channels, 3, 1, self.widths, name="stem")
+        self.stem_norm = None if preact else ConditionalNorm(self.stem_channels, name="stem_norm", **norm)
+        self.blocks = []
+        channels = self.stem_channels
+        for i, (out_channels, count, stride) in enumerate(self.stages):
+            for j in range(count):
+                self.blocks.append(
+                    BLOCKS[block](channels, out_channels, stride if j == 0 else 1, norm, name=f"stage{i + 1}_block{j + 1}")
+                )
+                channels = out_channels
+        self.final_norm = ConditionalNorm(channels, name="final_norm", **norm) if preact else None
+        self.classifier = SlimmableDense(self.num_classes, self.widths, name="classifier")
+        self.build()
+
+    @property
+    def conditioned(self):
+        """Whether the output depends on λ (FiLM or dual BN)."""
+        return self.film or self.dual_bn
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        # Full width first: the shared kernels take their shapes from the full-width inputs.
+        dummy = {"image": np.zeros((1, self.image_size, self.image_size, 3), "float32"), "lam": np.zeros((1,), "float32")}
+        for width in reversed(self.widths):
+            self.call(dummy, width=width, training=False)
+        self.built = True
+
+    def prepare_inputs(self, inputs):
+        """Returns (image, lam) as float32 tensors of shapes (B, S, S, 3) and (B,), or a ValueError.
+
+        Shapes are always checked; λ values (NaN, outside [0, 1]) and dynamic batch
+        sizes are checked when running eagerly (inside a `tf.function` they cannot be read).
+        """
+        if isinstance(inputs, dict):
+            unknown = set(inputs) - {"image", "lam"}
+            if unknown or "image" not in inputs:
+                raise ValueError(f"inputs must be a dict with keys 'image' and 'lam', got keys {sorted(inputs)}.")
+            image, lam = inputs["image"], inputs.get("lam")
+        else:
+            image, lam = inputs, None
+        image = ops.cast(ops.convert_to_tensor(image), "float32")
+        expected = (self.image_size, self.image_size, 3)
+        if len(image.shape) != 4 or tuple(image.shape[1:]) != expected:
+            raise ValueError(f"image must have shape (batch, {', '.join(map(str, expected))}), got {tuple(image.shape)}.")
+        if lam is None:
+            if self.conditioned:
+                raise ValueError("this model is conditioned on λ: pass {'image': x, 'lam': lam}.")
+            return image, ops.zeros((ops.shape(image)[0],))
+        lam = ops.cast(ops.convert_to_tensor(lam), "float32")
+        if len(lam.shape) == 2 and lam.shape[1] == 1:
+            lam = ops.reshape(lam, (-1,))
+        if len(lam.shape) != 1:
+            raise ValueError(f"lam must have shape (batch,) or (batch, 1), got {tuple(lam.shape)}.")
+        if None not in (lam.shape[0], image.shape[0]) and lam.shape[0] != image.shape[0]:
+            raise ValueError(f"lam has batch size {lam.shape[0]} but image has {image.shape[0]}.")
+        if tf.executing_eagerly():
+            values = np.asarray(lam)
+            if values.shape[0] != int(ops.shape(image)[0]):
+                raise ValueError(f"lam has batch size {values.shape[0]} but image has {int(ops.shape(image)[0])}.")
+            if np.isnan(values).any():
+                raise ValueError("lam contains NaN; every λ must be a number in [0, 1].")
+            if values.size and (values.min() < 0.0 or values.max() > 1.0):
+                raise ValueError(f"lam must lie in [0, 1], got values in [{values.min()}, {values.max()}].")
+        return image, lam
+
+    def call(self, inputs, width=None, training=False):
+        width = self.widths[-1] if width is None else self.widths[width_index(self.widths, width)]
+        image, lam = self.prepare_inputs(inputs)
+        cond = dict(
+            code=self.encoding(lam) if self.film else None,
+            adversarial=lam > 0 if self.dual_bn else None,
+            width=width,
+            training=training,
+        )
+        x = self.stem(image, width=width)
+        if self.stem_norm is not None:
+            x = ops.relu(self.stem_norm(x, **cond))
+        for block in self.blocks:
+            x = block(x, **cond)
+        if self.final_norm is not None:
+            x = ops.relu(self.final_norm(x, **cond))
+        x = ops.mean(x, axis=(1, 2))
+        return self.classifier(x, width=width)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            block=self.block,
+            stem_channels=self.stem_channels,
+            stages=[list(s) for s in self.stages],
+            num_classes=self.num_classes,
+            image_size=self.image_size,
+            widths=list(self.widths),
+            dual_bn=self.dual_bn,
+            film=self.film,
+            encoding=self.encoding_kind,
+            encoding_dim=self.encoding_dim,
+            lam_grid=list(self.lam_grid),
+            encoding_seed=self.encoding_seed,
+            synchronized_bn=self.synchronized_bn,
+        )
+        return config
