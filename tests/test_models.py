@@ -19,7 +19,7 @@ def test_forward_backward_and_keras_file_round_trip(tmp_path, rng, name, variant
     for width in model.widths:
         with tf.GradientTape() as tape:
             logits = model(inputs, width=width, training=True)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy([1, 2, 3], logits, from_logits=True))
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(np.array([1, 2, 3]), logits, from_logits=True))
         assert logits.shape == (batch, 10)
         grads = tape.gradient(loss, model.trainable_weights)
         used = [g for g in grads if g is not None]

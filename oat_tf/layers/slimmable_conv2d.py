@@ -52,7 +52,12 @@ class SlimmableConv2D(keras.layers.Layer):
         kernel = self.kernel
         if (c_in, c_out) != tuple(kernel.shape[2:]):
             kernel = kernel[:, :, :c_in, :c_out]
-        outputs = ops.conv(inputs, kernel, strides=self.strides, padding="same")
+        strides = self.strides
+        if self.kernel_size == 1 and strides > 1:
+            # Same result as a strided 1×1 conv; TF 2.21's oneDNN backprop of strided 1×1
+            # convs aborts the process for some shapes (e.g. odd batch, 8 → 16 channels).
+            inputs, strides = inputs[:, ::strides, ::strides, :], 1
+        outputs = ops.conv(inputs, kernel, strides=strides, padding="same")
         if self.use_bias:
             outputs = outputs + self.bias[:c_out]
         return outputs
