@@ -1,0 +1,74 @@
+"""How a results file was made, and atomic writes so that an interrupted run leaves no half file."""
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(
+            ["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        return commit + ("+uncommitted changes" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(**extra):
+    """Command, git commit, hardware, software versions and UTC time, plus `extra` fields."""
+    import tensorflow as tf
+
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    return dict(
+        command=" ".join([os.path.basename(sys.executable)] + sys.argv),
+        commit=_git_commit(),
+        hardware=dict(cpu=_cpu_model(), cores=os.cpu_count(), gpus=gpus),
+        software=dict(python=platform.python_version(), tensorflow=tf.__version__),
+        time_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    )
+
+
+def write_atomic(path, write):
+    """Calls write(temporary_path), then renames the file to `path` (same directory, atomic)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    suffix = os.path.splitext(path)[1]
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    os.close(fd)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_json(path, data):
+    def write(temporary):
+        with open(temporary, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+
+    write_atomic(path, write)
