@@ -12,6 +12,7 @@ setup(
         "tensorflow-datasets>=4.9",
         "importlib_resources",  # tensorflow-datasets 4.9.10 imports it without declaring it
         "absl-py",
+        "tensorboard",  # tf.summary needs it at run time
         "numpy",
         "matplotlib",
         "ai-edge-litert",

@@ -125,7 +125,8 @@ def load_split(name, split, data_dir=None, cache_dir=None, validation_size=None,
 
     `split` is "train" (minus the held-out validation images), "val" or "test".
     `validation_size` defaults to the dataset's (5,000 for CIFAR-10); the held-out
-    images are a seeded random subset of the training split.
+    images are a seeded random subset of the training split. "train" and "val" come in a
+    seeded random order (any prefix is a fair subset); "test" in the source's order.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}.")
@@ -146,5 +147,7 @@ def load_split(name, split, data_dir=None, cache_dir=None, validation_size=None,
         return images, labels, class_names
     held_out = DATASETS[name][2] if validation_size is None else int(validation_size)
     order = np.random.default_rng(seed).permutation(len(labels))
-    chosen = order[:held_out] if split == "val" else np.sort(order[held_out:])
+    # Both stay in the permuted order: folders list images class by class, so a prefix of a
+    # sorted split would hold one class only.
+    chosen = order[:held_out] if split == "val" else order[held_out:]
     return images[chosen], labels[chosen], class_names

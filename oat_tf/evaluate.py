@@ -48,7 +48,7 @@ def _validate(model, lambdas, widths, attacks):
 
 def evaluate(
     model, images, labels, lambdas=S1, widths=None, attacks=("pgd20",), epsilon=DEFAULT_EPSILON,
-    num_robust=None, batch_size=256, seed=0, jit_compile=True, progress=True,
+    num_robust=None, batch_size=256, seed=0, jit_compile=False, progress=True,
 ):
     """Rows of {lambda, width, attack, sa, ra, n_clean, n_robust}.
 
@@ -135,21 +135,25 @@ def write_results(rows, out_dir, **metadata):
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "A .keras model file, or a run directory holding model.keras.")
-flags.DEFINE_string("dataset", "cifar10", "Dataset name (cifar10, svhn, stl10).")
-flags.DEFINE_string("data_dir", None, "Image-folder tree or .tar.gz of one; default: tensorflow-datasets.")
-flags.DEFINE_enum("split", "test", ["val", "test"], "Split to evaluate on.")
-flags.DEFINE_list("lambdas", [str(v) for v in S1], "λ values to evaluate, any in [0, 1].")
-flags.DEFINE_list("widths", None, "Width factors (default: all of the model's).")
-flags.DEFINE_list("attacks", ["pgd20"], "Attacks: fgsm, mifgsm, pgd<N>, pgd<N>-cw, pgd<N>-ref, apgd-ce, apgd-t.")
-flags.DEFINE_float("epsilon", 8.0, "L∞ budget in units of 1/255.", lower_bound=0.0)
-flags.DEFINE_integer("num_clean", None, "Images for SA (default: the whole split).", lower_bound=1)
-flags.DEFINE_integer("num_robust", 2000, "Images for RA (the first of the SA images).", lower_bound=1)
-flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of the subset choice and the attacks' random starts.")
-flags.DEFINE_bool("xla", True, "XLA-compile attacks and inference.")
-flags.DEFINE_string("out", None, "Output directory for sa_ra.csv/json/png.")
-flags.mark_flags_as_required(["checkpoint", "out"])
+
+
+def define_flags():
+    """Command-line flags, defined only when run as a program (the module is also a library)."""
+    flags.DEFINE_string("checkpoint", None, "A .keras model file, or a run directory holding model.keras.")
+    flags.DEFINE_string("dataset", "cifar10", "Dataset name (cifar10, svhn, stl10).")
+    flags.DEFINE_string("data_dir", None, "Image-folder tree or .tar.gz of one; default: tensorflow-datasets.")
+    flags.DEFINE_enum("split", "test", ["val", "test"], "Split to evaluate on.")
+    flags.DEFINE_list("lambdas", [str(v) for v in S1], "λ values to evaluate, any in [0, 1].")
+    flags.DEFINE_list("widths", None, "Width factors (default: all of the model's).")
+    flags.DEFINE_list("attacks", ["pgd20"], "Attacks: fgsm, mifgsm, pgd<N>, pgd<N>-cw, pgd<N>-ref, apgd-ce, apgd-t.")
+    flags.DEFINE_float("epsilon", 8.0, "L∞ budget in units of 1/255.", lower_bound=0.0)
+    flags.DEFINE_integer("num_clean", None, "Images for SA (default: the whole split).", lower_bound=1)
+    flags.DEFINE_integer("num_robust", 2000, "Images for RA (the first of the SA images).", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.", lower_bound=1)
+    flags.DEFINE_integer("seed", 0, "Seed of the subset choice and the attacks' random starts.")
+    flags.DEFINE_bool("xla", False, "XLA-compile attacks and inference (slower on CPU with TF 2.21).")
+    flags.DEFINE_string("out", None, "Output directory for sa_ra.csv/json/png.")
+    flags.mark_flags_as_required(["checkpoint", "out"])
 
 
 def main(argv):
@@ -177,4 +181,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -45,11 +45,15 @@ def summarize(name, variant, image_size=32, width_multiplier=1.0):
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", "resnet34", sorted(ARCHITECTURES), "Zoo network.")
-flags.DEFINE_enum("variant", "oats", sorted(VARIANTS), "Variant of the network.")
-flags.DEFINE_integer("image_size", 32, "Input height and width.", lower_bound=8)
-flags.DEFINE_float("width_multiplier", 1.0, "Scales every channel count.", lower_bound=1e-3)
-flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
+
+
+def define_flags():
+    """Command-line flags, defined only when run as a program (the module is also a library)."""
+    flags.DEFINE_enum("model", "resnet34", sorted(ARCHITECTURES), "Zoo network.")
+    flags.DEFINE_enum("variant", "oats", sorted(VARIANTS), "Variant of the network.")
+    flags.DEFINE_integer("image_size", 32, "Input height and width.", lower_bound=8)
+    flags.DEFINE_float("width_multiplier", 1.0, "Scales every channel count.", lower_bound=1e-3)
+    flags.DEFINE_bool("json", False, "Print JSON instead of a table.")
 
 
 def main(argv):
@@ -66,6 +70,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main)
 
 

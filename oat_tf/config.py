@@ -1,0 +1,112 @@
+"""Training configuration: methods, presets (`paper`, `cpu`) and validation before any work starts."""
+
+import dataclasses
+import math
+
+from oat_tf.attacks import build_attack
+from oat_tf.data import DATASETS
+from oat_tf.lambdas import S1, S2, validate_grid
+from oat_tf.models.zoo import ARCHITECTURES, SLIMMABLE_WIDTHS
+
+# method → (zoo variant, conditioned on λ, slimmable)
+METHODS = {
+    "oat": ("oat", True, False),
+    "oats": ("oats", True, True),
+    "pgdat": ("plain", False, False),
+    "pgdats": ("slimmable", False, True),
+}
+LAMBDA_SETS = {"S1": S1, "S2": S2}
+PAPER_MODELS = {"cifar10": "resnet34", "svhn": "wrn16_8", "stl10": "wrn40_2"}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved in the run directory and checked on resume."""
+
+    method: str = "oats"
+    dataset: str = "cifar10"
+    data_dir: str = ""
+    run_dir: str = ""
+    model: str = "resnet34"
+    width_multiplier: float = 1.0
+    normal_bn: bool = False  # OAT/OATS with one BN instead of the dual BN (the ablation)
+    encoding: str = "orthogonal"
+    lam: float = 1.0  # PGD-AT(S): the fixed λ
+    lam_set: tuple = S1  # OAT(S): the λ set sampled per sample
+    continuous_lam: bool = False
+    widths: tuple = SLIMMABLE_WIDTHS
+    epochs: int = 200
+    batch_size: int = 128
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # L2 added to the gradient, as PyTorch's SGD (coupled, not decoupled)
+    train_attack: str = "pgd7"
+    epsilon_255: float = 8.0
+    train_examples: int = 0  # 0: the whole training split (minus validation)
+    validation_size: int = 5000
+    eval_every: int = 10  # epochs; every epoch in the last quarter, as the reference
+    eval_examples: int = 1000
+    eval_attack: str = "pgd7"
+    eval_lambdas: tuple = S1
+    xla: bool = False  # XLA made PGD slower on a 2-core CPU with TF 2.21 (see the README)
+    seed: int = 0
+
+    @property
+    def variant(self):
+        variant = METHODS[self.method][0]
+        if self.normal_bn and self.method in ("oat", "oats"):
+            return "oat_bn"
+        return variant
+
+    @property
+    def model_widths(self):
+        return tuple(self.widths) if METHODS[self.method][2] else (1.0,)
+
+    @property
+    def conditioned(self):
+        return METHODS[self.method][1]
+
+    def validate(self):
+        """Raises ValueError naming the bad field; returns self."""
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {sorted(METHODS)}.")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {sorted(DATASETS)}.")
+        if self.model not in ARCHITECTURES:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {sorted(ARCHITECTURES)}.")
+        if math.isnan(self.lam) or not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"lam must lie in [0, 1], got {self.lam}.")
+        self.lam_set = validate_grid(self.lam_set, "lam_set")
+        self.eval_lambdas = validate_grid(self.eval_lambdas, "eval_lambdas")
+        if self.normal_bn and self.method == "oats":
+            raise ValueError("normal_bn is the OAT ablation; OATS always uses switchable dual BN.")
+        from oat_tf.layers.slimming import validate_widths
+
+        self.widths = validate_widths(self.widths)
+        for name, value, low in (("epochs", self.epochs, 1), ("batch_size", self.batch_size, 2),
+                                 ("eval_every", self.eval_every, 1), ("eval_examples", self.eval_examples, 1),
+                                 ("train_examples", self.train_examples, 0), ("validation_size", self.validation_size, 1)):
+            if int(value) < low:
+                raise ValueError(f"{name} must be at least {low}, got {value}.")
+        if not self.learning_rate > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ValueError("learning_rate must be > 0, weight_decay ≥ 0 and momentum in [0, 1).")
+        build_attack(self.train_attack), build_attack(self.eval_attack)
+        if not self.run_dir:
+            raise ValueError("run_dir must be set.")
+        return self
+
+    def to_dict(self):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def preset(name, dataset="cifar10"):
+    """`paper`: the paper's setting. `cpu`: a half-width ResNet-20 on a 10k-image subset for a few
+    epochs with a cheap training attack (FGSM with random start, Wong et al. 2020), so that it
+    finishes in minutes on 2 cores while still showing an SA–RA trade-off."""
+    if name == "paper":
+        return dict(model=PAPER_MODELS.get(dataset, "resnet34"), epochs=200, batch_size=128, train_attack="pgd7",
+                    train_examples=0, eval_every=10, eval_examples=1000)
+    if name == "cpu":
+        return dict(model="resnet20", width_multiplier=0.5, epochs=5, batch_size=128, train_attack="fgsm-rs",
+                    train_examples=10000, eval_every=5, eval_examples=500, eval_attack="pgd7")
+    raise ValueError(f"unknown preset {name!r}; choose paper or cpu.")

@@ -1,0 +1,237 @@
+"""One trainer for OAT, OATS, PGD-AT and PGD-ATS under tf.distribute, with checkpoints and TensorBoard."""
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from oat_tf.attacks import build_attack
+from oat_tf.config import TrainConfig
+from oat_tf.data import DATASETS, load_split
+from oat_tf.evaluate import evaluate
+from oat_tf.input_pipeline import AUGMENTED, training_dataset
+from oat_tf.lambda_sampling import LambdaSampler
+from oat_tf.models.zoo import build_model
+from oat_tf.provenance import provenance, write_atomic, write_json
+
+# Fields that define the trained network: a resumed run must agree on them.
+MODEL_FIELDS = ("method", "dataset", "model", "width_multiplier", "normal_bn", "encoding", "lam_set", "widths")
+
+
+def default_strategy():
+    """MultiWorkerMirroredStrategy when TF_CONFIG is set, else MirroredStrategy over the local GPUs (or the CPU)."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy([d.name for d in gpus] or ["/cpu:0"])
+
+
+def _check_writable(run_dir):
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        probe = os.path.join(run_dir, ".write-test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise ValueError(f"run directory {run_dir!r} is not writable: {error}.") from None
+
+
+def _check_resume(config, run_dir):
+    path = os.path.join(run_dir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            stored = json.load(f)
+        current = config.to_dict()
+        changed = [k for k in MODEL_FIELDS if stored.get(k) != current[k]]
+        if changed:
+            raise ValueError(
+                f"{run_dir!r} holds a run with a different {', '.join(changed)} "
+                f"({', '.join(f'{k}={stored.get(k)!r}' for k in changed)}); use another run_dir."
+            )
+    write_json(path, config.to_dict())
+
+
+class Trainer:
+    """Trains `config` in `config.run_dir`, resuming from its last checkpoint if there is one.
+
+    Per step and width: adversarial examples for the λ > 0 samples (inference mode,
+    each sample's own λ, so through BN_a), then the loss mean_i (1−λᵢ)·CE(f(xᵢ, λᵢ)) +
+    λᵢ·CE(f(x_advᵢ, λᵢ)) in training mode; OATS/PGD-ATS average it over the widths.
+    SGD with momentum, cosine learning rate, weight decay as L2 in the gradient (PyTorch).
+    """
+
+    def __init__(self, config: TrainConfig, strategy=None):
+        self.config = config.validate()
+        _check_writable(config.run_dir)
+        _check_resume(config, config.run_dir)
+        self.strategy = strategy or default_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        if config.batch_size % replicas:
+            raise ValueError(f"batch_size {config.batch_size} must divide by the {replicas} replicas.")
+        self.local_batch = config.batch_size // replicas
+
+        images, labels, self.class_names = load_split(
+            config.dataset, "train", config.data_dir or None, validation_size=config.validation_size, seed=config.seed
+        )
+        if config.train_examples:
+            images, labels = images[: config.train_examples], labels[: config.train_examples]
+        self.train_images, self.train_labels = images, labels
+        val_images, val_labels, _ = load_split(
+            config.dataset, "val", config.data_dir or None, validation_size=config.validation_size, seed=config.seed
+        )
+        self.val_images = val_images[: config.eval_examples].astype(np.float32) / 255.0
+        self.val_labels = val_labels[: config.eval_examples]
+        self.steps_per_epoch = len(labels) // config.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{len(labels)} training images make no batch of {config.batch_size}.")
+
+        epsilon = config.epsilon_255 / 255.0
+        self.attack = build_attack(config.train_attack, epsilon, config.xla)
+        self.eval_attack = config.eval_attack
+        if config.conditioned:
+            self.sampler = LambdaSampler(config.lam_set, self.local_batch, config.continuous_lam)
+            self.num_clean = self.sampler.num_clean
+        else:
+            self.sampler = None
+            self.num_clean = self.local_batch if config.lam == 0 else 0
+
+        with self.strategy.scope():
+            self.model = build_model(
+                config.model, config.variant, num_classes=len(self.class_names), image_size=DATASETS[config.dataset][1],
+                width_multiplier=config.width_multiplier, widths=config.model_widths, encoding=config.encoding,
+                lam_grid=config.lam_set, synchronized_bn=replicas > 1,
+            )
+            schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * self.steps_per_epoch)
+            self.optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum)
+            self.optimizer.build(self.model.trainable_variables)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        # Randomness (order, augmentation, λ draws, attack starts) is stateless, keyed by
+        # (seed, epoch, step, sample id): restoring the epoch and the optimizer's step restores it.
+        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch)
+        self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.run_dir, "checkpoints"), max_to_keep=2)
+        self.resumed_from = self.manager.restore_or_initialize()
+        self.writer = tf.summary.create_file_writer(os.path.join(config.run_dir, "tensorboard"))
+        self._train_step = tf.function(self._distributed_step)
+
+    def _replica_step(self, images, labels, ids, step):
+        config = self.config
+        replica = tf.distribute.get_replica_context()
+        replica_id = tf.cast(replica.replica_id_in_sync_group, tf.int64)
+        if self.sampler is not None:
+            lam = self.sampler(tf.stack([tf.cast(config.seed, tf.int64), step * 1024 + replica_id]))
+        else:
+            lam = tf.fill([self.local_batch], tf.constant(config.lam, tf.float32))
+        n = self.num_clean
+        seeds = tf.stack([tf.fill(tf.shape(ids), tf.cast(step, tf.int32) + config.seed * 7919), ids], axis=1)
+        variables = self.model.trainable_variables
+        widths = self.model.widths
+        use_clean = not (self.sampler is None and config.lam == 1.0)  # (1 − λ) = 0: skip the clean pass
+        total_grads = [tf.zeros_like(v) for v in variables]
+        total_loss = 0.0
+        for width in widths:
+            if n < self.local_batch:
+                x_adv = self.attack(self.model, images[n:], labels[n:], lam[n:], width=width, seeds=seeds[n:])
+            with tf.GradientTape() as tape:
+                per_sample = tf.zeros([self.local_batch])
+                if use_clean:
+                    logits = self.model({"image": images, "lam": lam}, width=width, training=True)
+                    per_sample += (1.0 - lam) * keras.losses.sparse_categorical_crossentropy(labels, logits, True)
+                if n < self.local_batch:
+                    logits_adv = self.model({"image": x_adv, "lam": lam[n:]}, width=width, training=True)
+                    adv_loss = lam[n:] * keras.losses.sparse_categorical_crossentropy(labels[n:], logits_adv, True)
+                    per_sample += tf.concat([tf.zeros([n]), adv_loss], axis=0)
+                loss = tf.reduce_sum(per_sample) / (config.batch_size * len(widths))
+            grads = tape.gradient(loss, variables)
+            total_grads = [t if g is None else t + g for t, g in zip(total_grads, grads)]
+            total_loss += loss
+        # L2 weight decay in the gradient; the optimizer sums gradients over replicas.
+        decay = config.weight_decay / replica.num_replicas_in_sync
+        total_grads = [g + decay * v for g, v in zip(total_grads, variables)]
+        self.optimizer.apply_gradients(zip(total_grads, variables))
+        return total_loss
+
+    def _distributed_step(self, batch, step):
+        images, labels, ids = batch
+        losses = self.strategy.run(self._replica_step, args=(images, labels, ids, step))
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    def _dataset(self, epoch):
+        dataset = training_dataset(self.train_images, self.train_labels, self.config.batch_size, epoch,
+                                   self.config.seed, AUGMENTED[self.config.dataset])
+        return self.strategy.experimental_distribute_dataset(dataset)
+
+    def _should_evaluate(self, epoch):
+        epochs = self.config.epochs
+        return epoch == epochs or epoch % self.config.eval_every == 0 or epoch > 0.75 * epochs
+
+    def validate(self):
+        """SA/RA on the validation images per validation λ and width (never the test split)."""
+        lambdas = self.config.eval_lambdas if self.config.conditioned else (self.config.lam,)
+        return evaluate(self.model, self.val_images, self.val_labels, lambdas, self.model.widths,
+                        [self.eval_attack], self.config.epsilon_255 / 255.0, batch_size=250,
+                        seed=self.config.seed, jit_compile=self.config.xla, progress=False)
+
+    def _log_evaluation(self, rows, epoch):
+        from oat_tf.plots import plot_tradeoff
+
+        with self.writer.as_default(step=epoch):
+            for row in rows:
+                tag = f"lam_{row['lambda']:g}/width_{row['width']:g}"
+                tf.summary.scalar(f"val_sa/{tag}", row["sa"])
+                tf.summary.scalar(f"val_ra_{row['attack']}/{tag}", row["ra"])
+            path = os.path.join(self.config.run_dir, "sa_ra_val.png")
+            plot_tradeoff(rows, path, title=f"validation SA–RA, epoch {epoch}")
+            image = tf.io.decode_png(tf.io.read_file(path))[None]
+            tf.summary.image("sa_ra_tradeoff", image)
+
+    def train(self, on_epoch_end=None):
+        """Runs the remaining epochs; returns the summary dict also written to run_dir/summary.json."""
+        config = self.config
+        start_epoch = int(self.epoch.numpy())
+        rows, epoch_times = [], []
+        for epoch in range(start_epoch, config.epochs):
+            bar = keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=["loss", "images/s"],
+                                      unit_name="step")
+            started = time.perf_counter()
+            for i, batch in enumerate(self._dataset(epoch)):
+                step = tf.constant(epoch * self.steps_per_epoch + i, tf.int64)
+                tick = time.perf_counter()
+                loss = float(self._train_step(batch, step))
+                speed = config.batch_size / (time.perf_counter() - tick)
+                bar.update(i + 1, [("loss", loss), ("images/s", speed)])
+                with self.writer.as_default(step=int(step)):
+                    tf.summary.scalar("train/loss", loss)
+                    tf.summary.scalar("train/learning_rate", float(self.optimizer.learning_rate))
+                    tf.summary.scalar("train/images_per_s", speed)
+            epoch_times.append(time.perf_counter() - started)
+            self.epoch.assign(epoch + 1)
+            self.manager.save(checkpoint_number=epoch + 1)
+            if self._should_evaluate(epoch + 1):
+                rows = self.validate()
+                self._log_evaluation(rows, epoch + 1)
+                for row in rows:
+                    print(f"  epoch {epoch + 1} λ={row['lambda']:g} width={row['width']:g} "
+                          f"SA={100 * row['sa']:.1f}% RA({row['attack']})={100 * row['ra']:.1f}%")
+            self.writer.flush()
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1)
+        if not rows:
+            rows = self.validate()
+        return self._finish(rows, epoch_times)
+
+    def _finish(self, rows, epoch_times):
+        config = self.config
+        model_path = os.path.join(config.run_dir, "model.keras")
+        write_atomic(model_path, self.model.save)
+        summary = provenance(
+            config=config.to_dict(), replicas=self.strategy.num_replicas_in_sync,
+            data=f"{config.dataset} validation split" + (" (JPEG copy)" if config.data_dir else ""),
+            resumed_from=self.resumed_from, epoch_seconds=[round(t, 1) for t in epoch_times],
+            validation=rows,
+        )
+        write_json(os.path.join(config.run_dir, "summary.json"), summary)
+        return summary

@@ -1,0 +1,77 @@
+"""Train OAT, OATS, PGD-AT or PGD-ATS.
+
+    python train/oats.py --dataset=cifar10 --preset=cpu --data_dir=../shared/data/cifar10-jpeg.tar.gz
+
+Flags pick a preset (`paper` or `cpu`), and any flag given overrides the preset's value.
+A rerun of the same command resumes from the run directory's last checkpoint.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+from oat_tf.config import LAMBDA_SETS, METHODS, TrainConfig, preset
+from oat_tf.data import DATASETS
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("method", "oats", sorted(METHODS), "oat, oats, pgdat (fixed λ) or pgdats (fixed λ, slimmable).")
+flags.DEFINE_enum("dataset", "cifar10", sorted(DATASETS), "Dataset.")
+flags.DEFINE_string("data_dir", None, "Image-folder tree or .tar.gz of one; default: tensorflow-datasets.")
+flags.DEFINE_enum("preset", "paper", ["paper", "cpu"], "Preset of model, epochs, attack and subset.")
+flags.DEFINE_string("run_dir", None, "Run directory (default runs/<method>-<dataset>-<preset>).")
+flags.DEFINE_string("lam_set", None, "OAT(S) λ set: S1, S2 or a comma list (default S1).")
+flags.DEFINE_bool("continuous_lam", None, "OAT(S): draw λ uniformly in (0, 1] instead of from the set.")
+flags.DEFINE_bool("normal_bn", None, "OAT with one BN instead of dual BN (the ablation).")
+flags.DEFINE_list("widths", None, "OATS/PGD-ATS width factors (default 0.5,0.75,1).")
+for name, kind, help_text in [
+    ("model", "string", "Zoo network."), ("width_multiplier", "float", "Channel multiplier."),
+    ("encoding", "string", "λ encoding: orthogonal, onehot, dct, scalar."), ("lam", "float", "PGD-AT(S) fixed λ."),
+    ("epochs", "integer", "Epochs."), ("batch_size", "integer", "Global batch size."),
+    ("learning_rate", "float", "Initial learning rate (cosine decay)."), ("momentum", "float", "SGD momentum."),
+    ("weight_decay", "float", "L2 weight decay."), ("train_attack", "string", "Training attack (e.g. pgd7, fgsm-rs)."),
+    ("epsilon_255", "float", "L∞ budget in 1/255 units."), ("train_examples", "integer", "Training subset (0: all)."),
+    ("validation_size", "integer", "Images held out of the training split."),
+    ("eval_every", "integer", "Validate every k epochs (and each epoch of the last quarter)."),
+    ("eval_examples", "integer", "Validation images for SA/RA."), ("eval_attack", "string", "Validation attack."),
+    ("xla", "bool", "XLA-compile the attack."), ("seed", "integer", "Seed."),
+]:
+    getattr(flags, f"DEFINE_{kind}")(name, None, help_text)
+
+
+def config_from_flags():
+    values = dict(preset(FLAGS.preset, FLAGS.dataset), method=FLAGS.method, dataset=FLAGS.dataset,
+                  data_dir=FLAGS.data_dir or "")
+    for name in ("model", "width_multiplier", "encoding", "lam", "epochs", "batch_size", "learning_rate", "momentum",
+                 "weight_decay", "train_attack", "epsilon_255", "train_examples", "validation_size", "eval_every",
+                 "eval_examples", "eval_attack", "xla", "seed", "continuous_lam", "normal_bn"):
+        if getattr(FLAGS, name) is not None:
+            values[name] = getattr(FLAGS, name)
+    if FLAGS.lam_set is not None:
+        text = FLAGS.lam_set.strip()
+        try:
+            values["lam_set"] = LAMBDA_SETS.get(text.upper()) or tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(f"--lam_set must be S1, S2 or a comma list of numbers, got {text!r}.") from None
+        values["eval_lambdas"] = values["lam_set"]
+    if FLAGS.widths is not None:
+        values["widths"] = tuple(float(w) for w in FLAGS.widths)
+    values["run_dir"] = FLAGS.run_dir or os.path.join("runs", f"{FLAGS.method}-{FLAGS.dataset}-{FLAGS.preset}")
+    return TrainConfig(**values).validate()
+
+
+def main(argv):
+    del argv
+    from oat_tf.trainer import Trainer
+
+    try:
+        trainer = Trainer(config_from_flags())
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+    summary = trainer.train()
+    print(f"done: {trainer.config.run_dir}/model.keras, summary.json, tensorboard/ "
+          f"({len(summary['validation'])} validation rows)")
+
+
+if __name__ == "__main__":
+    app.run(main)
