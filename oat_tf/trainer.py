@@ -99,6 +99,7 @@ class Trainer:
             self.sampler = None
             self.num_clean = self.local_batch if config.lam == 0 else 0
 
+        keras.utils.set_random_seed(config.seed)  # the same command builds the same initial network
         with self.strategy.scope():
             self.model = build_model(
                 config.model, config.variant, num_classes=len(self.class_names), image_size=DATASETS[config.dataset][1],
@@ -111,7 +112,10 @@ class Trainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         # Randomness (order, augmentation, λ draws, attack starts) is stateless, keyed by
         # (seed, epoch, step, sample id): restoring the epoch and the optimizer's step restores it.
-        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch)
+        # Every model variable by its path: tf.train.Checkpoint's own traversal of a Keras 3 model
+        # misses variables held in lists (the blocks, the per-width BN statistics).
+        variables = {v.path.replace("/", "."): v for v in self.model.weights}
+        checkpoint = tf.train.Checkpoint(model_variables=variables, optimizer=self.optimizer, epoch=self.epoch)
         self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.run_dir, "checkpoints"), max_to_keep=2)
         self.resumed_from = self.manager.restore_or_initialize()
         self.writer = tf.summary.create_file_writer(os.path.join(config.run_dir, "tensorboard"))

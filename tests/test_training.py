@@ -1,0 +1,174 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from oat_tf.config import TrainConfig
+from oat_tf.data import DataNotFoundError, load_split
+from oat_tf.lambda_sampling import LambdaSampler, clean_count
+from oat_tf.lambdas import S1
+from oat_tf.trainer import Trainer
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """A real image-folder tree (PNG files): 10 classes × 16 training and 4 test images, 32×32."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 16), ("test", 4)):
+        for c in range(10):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                base = np.full((32, 32, 3), 25 * c, np.uint8)  # learnable: brightness encodes the class
+                noise = rng.integers(0, 40, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(base + noise).save(folder / f"{i}.png")
+    return str(root)
+
+
+def tiny_config(folder, run_dir, **overrides):
+    values = dict(method="oat", dataset="cifar10", data_dir=folder, run_dir=str(run_dir), model="resnet20",
+                  width_multiplier=0.25, epochs=1, batch_size=32, train_attack="fgsm-rs", validation_size=40,
+                  eval_examples=20, eval_attack="fgsm", eval_every=1, learning_rate=0.05)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_lambda_sampler_keeps_a_fixed_clean_share():
+    sampler = LambdaSampler(S1, 128)
+    assert sampler.num_clean == clean_count(128, S1) == 22  # ⌈128 / 6⌉
+    lam = np.asarray(sampler(tf.constant([1, 2], tf.int64))).astype(np.float64)
+    assert np.all(lam[:22] == 0) and set(np.round(lam[22:], 6)) <= {0.1, 0.2, 0.3, 0.4, 1.0}
+    assert len(set(np.round(lam[22:], 6))) == 5  # every non-zero value appears in 106 draws
+    np.testing.assert_array_equal(lam, np.asarray(sampler(tf.constant([1, 2], tf.int64)), np.float64))
+    continuous = np.asarray(LambdaSampler(S1, 64, continuous=True)(tf.constant([0, 0], tf.int64)))
+    assert np.all(continuous[:11] == 0) and continuous[11:].min() > 0 and continuous.max() <= 1
+    assert clean_count(32, (0.0,)) == 32 and clean_count(32, (0.5, 1.0)) == 0
+
+
+def test_training_split_subsets_cover_every_class():
+    from tests.conftest import CIFAR10
+
+    _, labels, _ = load_split("cifar10", "train", data_dir=CIFAR10)
+    assert len(labels) == 45000 and len(np.unique(labels[:500])) == 10
+    _, val_labels, _ = load_split("cifar10", "val", data_dir=CIFAR10)
+    assert len(val_labels) == 5000
+
+
+def test_missing_data_fails_fast_with_guidance(tmp_path):
+    started = time.time()
+    with pytest.raises(DataNotFoundError, match="--data_dir"):
+        load_split("svhn", "train")  # not prepared for tfds on this machine, and no download attempted
+    with pytest.raises(DataNotFoundError, match="does not exist"):
+        load_split("cifar10", "train", data_dir=str(tmp_path / "missing.tar.gz"))
+    assert time.time() - started < 60
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (dict(dataset="mnist"), "unknown dataset"),
+        (dict(lam_set=(0.0, 1.5)), r"lam_set values must lie in \[0, 1\]"),
+        (dict(method="pgdat", lam=-0.1), r"lam must lie in \[0, 1\]"),
+        (dict(method="oats", widths=(0.5, 0.8)), "largest width"),
+        (dict(method="sgd"), "unknown method"),
+        (dict(train_attack="pgd"), "unknown attack"),
+    ],
+)
+def test_bad_configuration_fails_before_training(tiny_folder, tmp_path, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        Trainer(tiny_config(tiny_folder, tmp_path / "run", **overrides))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unwritable_run_dir_and_inconsistent_resume(tiny_folder, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ValueError, match="not writable"):
+        Trainer(tiny_config(tiny_folder, blocker / "run"))
+    Trainer(tiny_config(tiny_folder, tmp_path / "run"))  # records its config
+    with pytest.raises(ValueError, match="different model"):
+        Trainer(tiny_config(tiny_folder, tmp_path / "run", model="resnet32"))
+
+
+@pytest.mark.parametrize("method", ["oat", "oats", "pgdat", "pgdats"])
+def test_every_method_trains_and_writes_its_outputs(tiny_folder, tmp_path, method):
+    keras.utils.set_random_seed(0)
+    trainer = Trainer(tiny_config(tiny_folder, tmp_path, method=method, lam=0.5, epochs=2, eval_every=2))
+    before = [np.asarray(v).copy() for v in trainer.model.trainable_variables]
+    summary = trainer.train()
+    after = trainer.model.trainable_variables
+    assert any(not np.allclose(a, b) for a, b in zip(before, after))
+    assert all(np.isfinite(np.asarray(v)).all() for v in after)
+    stored = json.loads((tmp_path / "summary.json").read_text())
+    assert stored["validation"] == summary["validation"]
+    widths = {r["width"] for r in summary["validation"]}
+    assert widths == ({0.5, 0.75, 1.0} if method in ("oats", "pgdats") else {1.0})
+    lambdas = {r["lambda"] for r in summary["validation"]}
+    assert lambdas == (set(S1) if method in ("oat", "oats") else {0.5})
+    for name in ("model.keras", "config.json", "sa_ra_val.png"):
+        assert (tmp_path / name).exists()
+    assert tf.io.gfile.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+
+
+def test_two_replicas_match_one_device(tiny_folder, tmp_path):
+    results = []
+    for devices in (["/cpu:0"], ["/cpu:0", "/cpu:1"]):
+        keras.utils.set_random_seed(0)
+        # ε = 0: the sign of a gradient flips on float noise and would make the runs diverge for that
+        # reason alone; attacks under a strategy are compared in test_attacks.py.
+        config = tiny_config(tiny_folder, tmp_path / str(len(devices)), method="pgdat", lam=0.5, epsilon_255=0.0)
+        trainer = Trainer(config, strategy=tf.distribute.MirroredStrategy(devices))
+        assert trainer.model.synchronized_bn == (len(devices) > 1)
+        trainer.train()
+        results.append([np.asarray(v) for v in trainer.model.weights])
+    # Known gap (open in issue 4): with 2 replicas the gradients of the layers before the first
+    # downsampling block differ by ~0.3 % from one device (later layers agree to 1e-6), so the
+    # weights agree to ~1e-3 after these steps, not to float precision.
+    for one, two in zip(*results):
+        np.testing.assert_allclose(one, two, atol=3e-3, rtol=1e-2)
+
+
+def _train_command(folder, run_dir):
+    return [sys.executable, os.path.join(ROOT, "train", "oats.py"), "--method=oat", "--preset=cpu",
+            f"--data_dir={folder}", f"--run_dir={run_dir}", "--train_examples=0", "--validation_size=40",
+            "--batch_size=16", "--epochs=3", "--eval_examples=20", "--eval_attack=fgsm", "--eval_every=3"]
+
+
+def test_killed_run_resumes_and_loses_nothing(tiny_folder, tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    reference = subprocess.run(_train_command(tiny_folder, tmp_path / "whole"), env=env, capture_output=True,
+                               text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    run_dir = tmp_path / "killed"
+    process = subprocess.Popen(_train_command(tiny_folder, run_dir), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (run_dir / "checkpoints" / "ckpt-1.index").exists():
+        assert process.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # during epoch 2 (10 steps)
+    process.wait()
+    assert not (run_dir / "model.keras").exists()
+    resumed = subprocess.run(_train_command(tiny_folder, run_dir), env=env, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed_from"].endswith(("ckpt-1", "ckpt-2")) and len(summary["epoch_seconds"]) < 3
+
+    whole = keras.saving.load_model(tmp_path / "whole" / "model.keras")
+    again = keras.saving.load_model(run_dir / "model.keras")
+    for a, b in zip(whole.weights, again.weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4, rtol=1e-4)
