@@ -15,6 +15,7 @@ setup(
         "tensorboard",  # tf.summary needs it at run time
         "numpy",
         "matplotlib",
+        "pillow",  # decodes image-folder datasets
         "ai-edge-litert",
     ],
     extras_require={"test": ["pytest"]},

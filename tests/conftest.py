@@ -11,6 +11,13 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
+@pytest.fixture(scope="session")
+def two_replicas():
+    """One MirroredStrategy over the two logical CPUs for the whole session: strategies created
+    side by side in one process reuse collective instance keys and then abort on shape mismatches."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

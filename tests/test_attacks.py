@@ -128,12 +128,12 @@ def test_attack_strength_ordering_on_a_trained_model(trained_model, cifar10):
     sa = accuracy(trained_model, x, y, lam)
     ra = {name: accuracy(trained_model, build_attack(name, epsilon=eps)(trained_model, x, y, lam), y, lam)
           for name in ("fgsm", "pgd7", "pgd20", "apgd-ce")}
-    assert sa > 0.4
+    assert sa > 0.25  # chance is 0.1
     assert 0.0 < ra["pgd20"] <= ra["pgd7"] <= ra["fgsm"] < sa
     assert ra["apgd-ce"] <= ra["pgd20"] + 0.02, ra
 
 
-def test_mirrored_strategy_gives_the_same_robust_accuracy(trained_model, cifar10):
+def test_mirrored_strategy_gives_the_same_robust_accuracy(trained_model, cifar10, two_replicas):
     x, y = cifar10["test"]
     x, y = x[:64], y[:64]
     lam = np.zeros(len(y), "float32")
@@ -149,7 +149,7 @@ def test_mirrored_strategy_gives_the_same_robust_accuracy(trained_model, cifar10
         return tf.function(correct)
 
     single = int(correct_on(trained_model)(x, y, lam, seeds))
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_replicas
     with strategy.scope():  # the model's variables are mirrored onto both devices
         replicated = OATNetwork.from_config(trained_model.get_config())
     replicated.set_weights(trained_model.get_weights())

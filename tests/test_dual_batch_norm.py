@@ -104,8 +104,8 @@ def test_switchable_widths_have_independent_statistics(rng):
         layer(x_half, np.zeros(4, bool), width=0.25)
 
 
-def test_synchronized_statistics_under_mirrored_strategy(rng):
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_synchronized_statistics_under_mirrored_strategy(rng, two_replicas):
+    strategy = two_replicas
     x = rng.normal(0.0, 2.0, (8, 4, 4, 8)).astype("float32")
     x[4:] += 3.0  # replicas see different data: local statistics would differ
     adv = np.array([0, 1, 0, 1, 1, 0, 1, 0], bool)

@@ -122,14 +122,15 @@ def test_every_method_trains_and_writes_its_outputs(tiny_folder, tmp_path, metho
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
 
 
-def test_two_replicas_match_one_device(tiny_folder, tmp_path):
+def test_two_replicas_match_one_device(tiny_folder, tmp_path, two_replicas):
     results = []
-    for devices in (["/cpu:0"], ["/cpu:0", "/cpu:1"]):
+    for strategy in (tf.distribute.MirroredStrategy(["/cpu:0"]), two_replicas):
+        devices = strategy.extended.worker_devices
         keras.utils.set_random_seed(0)
         # ε = 0: the sign of a gradient flips on float noise and would make the runs diverge for that
         # reason alone; attacks under a strategy are compared in test_attacks.py.
         config = tiny_config(tiny_folder, tmp_path / str(len(devices)), method="pgdat", lam=0.5, epsilon_255=0.0)
-        trainer = Trainer(config, strategy=tf.distribute.MirroredStrategy(devices))
+        trainer = Trainer(config, strategy=strategy)
         assert trainer.model.synchronized_bn == (len(devices) > 1)
         trainer.train()
         results.append([np.asarray(v) for v in trainer.model.weights])
