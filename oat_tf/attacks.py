@@ -87,8 +87,9 @@ class Attack:
         return self.compiled(model, width)(images, labels, lam, noise)
 
     def compiled(self, model, width):
+        # Keyed by the model object itself (not its id, which a new model may reuse).
         cache = self.__dict__.setdefault("_compiled", {})
-        key = (id(model), float(width))
+        key = (model, float(width))
         if key not in cache:
 
             def run(images, labels, lam, noise):
