@@ -157,7 +157,8 @@ def test_killed_run_resumes_and_loses_nothing(tiny_folder, tmp_path):
     process = subprocess.Popen(_train_command(tiny_folder, run_dir), env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not (run_dir / "checkpoints" / "ckpt-1.index").exists():
+    # The manager's state file names the checkpoint only once it is complete.
+    while tf.train.latest_checkpoint(str(run_dir / "checkpoints")) is None:
         assert process.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)  # during epoch 2 (10 steps)
