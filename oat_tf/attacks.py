@@ -83,7 +83,8 @@ class Attack:
         labels = tf.cast(tf.convert_to_tensor(labels), tf.int32)
         lam = tf.reshape(tf.cast(tf.convert_to_tensor(lam), tf.float32), [-1])
         seeds = default_seeds(tf.shape(images)[0]) if seeds is None else tf.cast(seeds, tf.int32)
-        noise = tf.stack([uniform_noise(seeds + [0, 7919 * r], tf.shape(images)) for r in range(self.random_starts)])
+        starts = [uniform_noise(seeds + [0, 7919 * r], tf.shape(images)) for r in range(self.random_starts)]
+        noise = tf.stack(starts) if starts else tf.zeros(tf.concat([[0], tf.shape(images)], 0))
         return self.compiled(model, width)(images, labels, lam, noise)
 
     def compiled(self, model, width):
@@ -100,6 +101,10 @@ class Attack:
 
             cache[key] = tf.function(run, jit_compile=self.jit_compile, reduce_retracing=True)
         return cache[key]
+
+    def _check_loss(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown attack loss {self.loss!r}; choose one of {list(LOSSES)}.")
 
     @staticmethod
     def loss_and_gradient(logits_of, x, labels, loss_fn, targets=None):
@@ -128,10 +133,13 @@ class LinfPGD(Attack):
     jit_compile: bool = False
 
     def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown attack loss {self.loss!r}; choose one of {list(LOSSES)}.")
+        self._check_loss()
         if self.epsilon < 0 or self.steps < 0 or self.step_size < 0:
             raise ValueError("epsilon, steps and step_size must be non-negative.")
+
+    @property
+    def random_starts(self):
+        return 1 if self.random_start else 0  # FGSM and MI-FGSM draw no noise
 
     def perturb(self, logits_of, images, labels, noise):
         loss_fn = LOSSES[self.loss]
@@ -181,8 +189,7 @@ class APGD(Attack):
     jit_compile: bool = False
 
     def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown attack loss {self.loss!r}; choose one of {list(LOSSES)}.")
+        self._check_loss()
         if self.steps < 1 or self.targets < 0:
             raise ValueError("APGD needs steps ≥ 1 and targets ≥ 0.")
 
