@@ -76,8 +76,15 @@ def _folder_entries(root):
 
 
 def _cache_path(path, cache_dir):
-    stat = os.stat(path)
-    key = hashlib.sha256(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    if os.path.isfile(path):  # an archive: keyed by its content, so a fresh copy of the same file reuses the cache
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        key = digest.hexdigest()[:16]
+    else:
+        stat = os.stat(path)
+        key = hashlib.sha256(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     return os.path.join(cache_dir, f"{os.path.basename(path.rstrip('/'))}-{key}.npz")
 
 

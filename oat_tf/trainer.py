@@ -1,5 +1,6 @@
 """One trainer for OAT, OATS, PGD-AT and PGD-ATS under tf.distribute, with checkpoints and TensorBoard."""
 
+import dataclasses
 import json
 import os
 import time
@@ -27,6 +28,61 @@ def default_strategy():
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy([d.name for d in gpus] or ["/cpu:0"])
+
+
+def checkpoint_variables(model):
+    """Every model variable by its path. tf.train.Checkpoint's own traversal of a Keras 3 model
+    misses variables held in lists (the blocks, the per-width BN statistics)."""
+    return {v.path.replace("/", "."): v for v in model.weights}
+
+
+def build_run_model(config, num_classes, synchronized_bn=False):
+    """The network a TrainConfig describes, freshly initialized."""
+    return build_model(
+        config.model, config.variant, num_classes=num_classes, image_size=DATASETS[config.dataset][1],
+        width_multiplier=config.width_multiplier, widths=config.model_widths, encoding=config.encoding,
+        lam_grid=config.lam_set, synchronized_bn=synchronized_bn,
+    )
+
+
+def load_run(run_dir):
+    """(model at the run's latest checkpoint, its TrainConfig, class names) of a training run directory.
+
+    Raises FileNotFoundError when the directory holds no run or no checkpoint, and ValueError
+    when the checkpoint does not fit the network the run's config.json describes.
+    """
+    config_path, classes_path = (os.path.join(run_dir, name) for name in ("config.json", "classes.json"))
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if not os.path.isfile(config_path) or latest is None:
+        raise FileNotFoundError(f"{run_dir!r} is not a training run with a checkpoint "
+                                "(expected config.json and checkpoints/ written by train/oats.py).")
+    with open(config_path) as f:
+        stored = json.load(f)
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known})
+    with open(classes_path) as f:
+        class_names = json.load(f)
+    model = build_run_model(config, len(class_names))
+    try:
+        status = tf.train.Checkpoint(model_variables=checkpoint_variables(model)).read(latest)
+        status.expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as error:
+        raise ValueError(f"checkpoint {latest!r} does not hold the {config.model}/{config.variant} network "
+                         f"described by {config_path!r}: {str(error)[:300]}") from None
+    return model, config, class_names
+
+
+def worker_run_dir(run_dir, strategy):
+    """Where this process writes: `run_dir` for the chief (or a single process), else
+    run_dir/workers/<task>-<index>. Every MultiWorker worker must save its own checkpoints;
+    they hold the same values as the chief's."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return run_dir
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    if resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief):
+        return run_dir
+    return os.path.join(run_dir, "workers", f"{resolver.task_type}-{resolver.task_id}")
 
 
 def _check_writable(run_dir):
@@ -66,9 +122,10 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, strategy=None):
         self.config = config.validate()
-        _check_writable(config.run_dir)
-        _check_resume(config, config.run_dir)
         self.strategy = strategy or default_strategy()
+        self.run_dir = worker_run_dir(config.run_dir, self.strategy)
+        _check_writable(self.run_dir)
+        _check_resume(config, self.run_dir)
         replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % replicas:
             raise ValueError(f"batch_size {config.batch_size} must divide by the {replicas} replicas.")
@@ -83,6 +140,7 @@ class Trainer:
         val_images, val_labels, _ = load_split(
             config.dataset, "val", config.data_dir or None, validation_size=config.validation_size, seed=config.seed
         )
+        write_json(os.path.join(self.run_dir, "classes.json"), list(self.class_names))
         self.val_images = val_images[: config.eval_examples].astype(np.float32) / 255.0
         self.val_labels = val_labels[: config.eval_examples]
         self.steps_per_epoch = len(labels) // config.batch_size
@@ -101,24 +159,19 @@ class Trainer:
 
         keras.utils.set_random_seed(config.seed)  # the same command builds the same initial network
         with self.strategy.scope():
-            self.model = build_model(
-                config.model, config.variant, num_classes=len(self.class_names), image_size=DATASETS[config.dataset][1],
-                width_multiplier=config.width_multiplier, widths=config.model_widths, encoding=config.encoding,
-                lam_grid=config.lam_set, synchronized_bn=replicas > 1,
-            )
+            self.model = build_run_model(config, len(self.class_names), synchronized_bn=replicas > 1)
             schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * self.steps_per_epoch)
             self.optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum)
             self.optimizer.build(self.model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         # Randomness (order, augmentation, λ draws, attack starts) is stateless, keyed by
         # (seed, epoch, step, sample id): restoring the epoch and the optimizer's step restores it.
-        # Every model variable by its path: tf.train.Checkpoint's own traversal of a Keras 3 model
-        # misses variables held in lists (the blocks, the per-width BN statistics).
-        variables = {v.path.replace("/", "."): v for v in self.model.weights}
-        checkpoint = tf.train.Checkpoint(model_variables=variables, optimizer=self.optimizer, epoch=self.epoch)
-        self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.run_dir, "checkpoints"), max_to_keep=2)
+        checkpoint = tf.train.Checkpoint(
+            model_variables=checkpoint_variables(self.model), optimizer=self.optimizer, epoch=self.epoch
+        )
+        self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.run_dir, "checkpoints"), max_to_keep=2)
         self.resumed_from = self.manager.restore_or_initialize()
-        self.writer = tf.summary.create_file_writer(os.path.join(config.run_dir, "tensorboard"))
+        self.writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
         self._train_step = tf.function(self._distributed_step)
 
     def _replica_step(self, images, labels, ids, step):
@@ -187,7 +240,7 @@ class Trainer:
                 tag = f"lam_{row['lambda']:g}/width_{row['width']:g}"
                 tf.summary.scalar(f"val_sa/{tag}", row["sa"])
                 tf.summary.scalar(f"val_ra_{row['attack']}/{tag}", row["ra"])
-            path = os.path.join(self.config.run_dir, "sa_ra_val.png")
+            path = os.path.join(self.run_dir, "sa_ra_val.png")
             plot_tradeoff(rows, path, title=f"validation SA–RA, epoch {epoch}")
             image = tf.io.decode_png(tf.io.read_file(path))[None]
             tf.summary.image("sa_ra_tradeoff", image)
@@ -229,7 +282,7 @@ class Trainer:
 
     def _finish(self, rows, epoch_times):
         config = self.config
-        model_path = os.path.join(config.run_dir, "model.keras")
+        model_path = os.path.join(self.run_dir, "model.keras")
         write_atomic(model_path, self.model.save)
         summary = provenance(
             config=config.to_dict(), replicas=self.strategy.num_replicas_in_sync,
@@ -237,5 +290,5 @@ class Trainer:
             resumed_from=self.resumed_from, epoch_seconds=[round(t, 1) for t in epoch_times],
             validation=rows,
         )
-        write_json(os.path.join(config.run_dir, "summary.json"), summary)
+        write_json(os.path.join(self.run_dir, "summary.json"), summary)
         return summary

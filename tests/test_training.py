@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from oat_tf import build_model
 from oat_tf.config import TrainConfig
 from oat_tf.data import DataNotFoundError, load_split
 from oat_tf.lambda_sampling import LambdaSampler, clean_count
@@ -174,3 +175,39 @@ def test_killed_run_resumes_and_loses_nothing(tiny_folder, tmp_path):
     again = keras.saving.load_model(run_dir / "model.keras")
     for a, b in zip(whole.weights, again.weights):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4, rtol=1e-4)
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_worker_processes_train_in_step(tiny_folder, tmp_path):
+    """MultiWorkerMirroredStrategy from TF_CONFIG: two processes on 127.0.0.1 end with equal weights."""
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+    command = _train_command(tiny_folder, tmp_path)[:-4] + ["--epochs=1", "--eval_every=1", "--batch_size=32"]
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                                  TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})))
+        for i in range(2)
+    ]
+    try:
+        errors = [p.communicate(timeout=300)[1] for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    assert [p.returncode for p in processes] == [0, 0], "\n".join(e[-1500:] for e in errors)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["replicas"] == 2
+    chief = keras.saving.load_model(tmp_path / "model.keras")
+    worker = keras.saving.load_model(tmp_path / "workers" / "worker-1" / "model.keras")
+    keras.utils.set_random_seed(0)  # the trainer's initialization
+    initial = build_model("resnet20", "oat", width_multiplier=0.5)
+    assert [v.path for v in initial.weights] == [v.path for v in chief.weights]
+    assert any(not np.allclose(a, b) for a, b in zip(chief.weights, initial.weights))
+    for a, b in zip(chief.weights, worker.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

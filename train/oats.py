@@ -69,7 +69,7 @@ def main(argv):
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     summary = trainer.train()
-    print(f"done: {trainer.config.run_dir}/model.keras, summary.json, tensorboard/ "
+    print(f"done: {trainer.run_dir}/model.keras, summary.json, tensorboard/ "
           f"({len(summary['validation'])} validation rows)")
 
 

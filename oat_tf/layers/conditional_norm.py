@@ -1,6 +1,7 @@
 """The normalization unit that follows every convolution: λ-routed batch norm, then FiLM."""
 
 import keras
+from keras import ops
 
 from oat_tf.layers.dual_batch_norm import DualBatchNorm
 from oat_tf.layers.film import FiLM
@@ -24,11 +25,25 @@ class ConditionalNorm(keras.layers.Layer):
         self.norm = DualBatchNorm(channels, widths, dual=dual, synchronized=synchronized, name="bn")
         self.modulation = FiLM(channels, widths, name="film") if film else None
 
-    def call(self, inputs, code=None, adversarial=None, width=1.0, training=False):
-        h = self.norm(inputs, adversarial, width=width, training=training)
+    def build(self, inputs_shape, code_shape=None, adversarial_shape=None):
+        # The inference path calls the sublayers' methods directly, so build them here.
+        self.norm.build(inputs_shape)
         if self.modulation is not None:
-            h = self.modulation(h, code, width=width)
-        return h
+            self.modulation.build(inputs_shape, code_shape)
+
+    def call(self, inputs, code=None, adversarial=None, width=1.0, training=False):
+        if training:
+            h = self.norm(inputs, adversarial, width=width, training=True)
+            return h if self.modulation is None else self.modulation(h, code, width=width)
+        # Inference: BN and FiLM fold into one per-sample affine, γ·(s·x + t) + β = (γs)·x + (γt + β),
+        # so the λ-conditioned network costs one multiply-add per activation, like a plain BN.
+        scale, shift = self.norm.inference_affine(adversarial, width=width)
+        if self.modulation is not None:
+            gamma, beta = self.modulation.modulation(code, width)
+            scale, shift = gamma * scale, gamma * shift + beta
+        x = ops.cast(inputs, "float32")
+        shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
+        return x * ops.reshape(scale, shape) + ops.reshape(shift, shape)
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
         return input_shape

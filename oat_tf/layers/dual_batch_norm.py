@@ -100,34 +100,45 @@ class DualBatchNorm(keras.layers.Layer):
         moving_mean.assign(ops.where(seen, (1 - m) * moving_mean + m * mean, moving_mean))
         moving_variance.assign(ops.where(seen, (1 - m) * moving_variance + m * unbiased, moving_variance))
 
-    def call(self, inputs, adversarial=None, width=1.0, training=False):
-        per_route = self.params[width_index(self.widths, width)]
-        x = ops.cast(inputs, "float32")
-        if self.dual:
-            if adversarial is None:
-                raise ValueError("a dual batch norm needs the per-sample `adversarial` flags (λ > 0).")
-            adv = ops.cast(ops.reshape(adversarial, (-1,)), "float32")
-            masks = (1.0 - adv, adv)
-        else:
-            masks = (ops.ones((ops.shape(x)[0],)),)
+    def _masks(self, batch_size, adversarial):
+        if not self.dual:
+            return (ops.ones((batch_size,)),)
+        if adversarial is None:
+            raise ValueError("a dual batch norm needs the per-sample `adversarial` flags (λ > 0).")
+        adv = ops.cast(ops.reshape(adversarial, (-1,)), "float32")
+        return (1.0 - adv, adv)
 
-        affines = []
-        for params, mask in zip(per_route, masks):
-            if training:
-                mean, variance, count = self._moments(x, mask)
-                self._update_moving(params, mean, variance, count)
-            else:
-                mean, variance = params[2], params[3]
-            affines.append(self._affine(params, mean, variance))
-
-        shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
+    def _per_sample(self, affines, masks):
+        """(scale, shift) of shape (B, C): each sample takes its route's pair; (1, C) with one route."""
         if not self.dual:
             scale, shift = affines[0]
-            return x * scale + shift
-        # One per-sample affine: each sample picks its route's (scale, shift).
+            return scale[None, :], shift[None, :]
         pick = ops.reshape(masks[1], (-1, 1)) > 0.5
         scale = ops.where(pick, affines[1][0][None, :], affines[0][0][None, :])
         shift = ops.where(pick, affines[1][1][None, :], affines[0][1][None, :])
+        return scale, shift
+
+    def inference_affine(self, adversarial=None, width=1.0):
+        """The layer at inference as x · scale + shift, with scale and shift of shape (B, C_α)
+        ((1, C_α) without routes): the folded moving statistics of each sample's route."""
+        per_route = self.params[width_index(self.widths, width)]
+        masks = self._masks(ops.shape(adversarial)[0] if adversarial is not None else 1, adversarial)
+        affines = [self._affine(params, params[2], params[3]) for params in per_route]
+        return self._per_sample(affines, masks)
+
+    def call(self, inputs, adversarial=None, width=1.0, training=False):
+        x = ops.cast(inputs, "float32")
+        shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
+        if not training:
+            scale, shift = self.inference_affine(adversarial, width)
+            return x * ops.reshape(scale, shape) + ops.reshape(shift, shape)
+        masks = self._masks(ops.shape(x)[0], adversarial)
+        affines = []
+        for params, mask in zip(self.params[width_index(self.widths, width)], masks):
+            mean, variance, count = self._moments(x, mask)
+            self._update_moving(params, mean, variance, count)
+            affines.append(self._affine(params, mean, variance))
+        scale, shift = self._per_sample(affines, masks)
         return x * ops.reshape(scale, shape) + ops.reshape(shift, shape)
 
     def compute_output_shape(self, input_shape, adversarial_shape=None):
