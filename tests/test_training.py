@@ -189,18 +189,21 @@ def test_two_worker_processes_train_in_step(tiny_folder, tmp_path):
     """MultiWorkerMirroredStrategy from TF_CONFIG: two processes on 127.0.0.1 end with equal weights."""
     cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
     command = _train_command(tiny_folder, tmp_path)[:-4] + ["--epochs=1", "--eval_every=1", "--batch_size=32"]
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    # Logs go to files: an undrained pipe would block one worker and stall the other in a collective.
     processes = [
-        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(logs[i], "w"),
                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
                                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})))
         for i in range(2)
     ]
     try:
-        errors = [p.communicate(timeout=300)[1] for p in processes]
+        for p in processes:
+            p.wait(timeout=300)
     finally:
         for p in processes:
             p.kill()
-    assert [p.returncode for p in processes] == [0, 0], "\n".join(e[-1500:] for e in errors)
+    assert [p.returncode for p in processes] == [0, 0], "\n".join(log.read_text()[-1500:] for log in logs)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["replicas"] == 2
     chief = keras.saving.load_model(tmp_path / "model.keras")
