@@ -15,6 +15,8 @@ import tarfile
 
 import numpy as np
 
+from oat_tf.provenance import file_sha256
+
 DATASETS = {
     # name → (tfds name, image size, validation images held out of the training split)
     "cifar10": ("cifar10", 32, 5000),
@@ -77,11 +79,7 @@ def _folder_entries(root):
 
 def _cache_path(path, cache_dir):
     if os.path.isfile(path):  # an archive: keyed by its content, so a fresh copy of the same file reuses the cache
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        key = digest.hexdigest()[:16]
+        key = file_sha256(path)[:16]
     else:
         stat = os.stat(path)
         key = hashlib.sha256(f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]

@@ -15,7 +15,6 @@ encoding, FiLM) and the per-sample affines stay float32 (`INT8_FLOAT_OPS`), so q
 cannot move a sample to the other route.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,8 @@ import tempfile
 import keras
 import numpy as np
 import tensorflow as tf
+
+from oat_tf.provenance import file_sha256
 
 FORMATS = ("float32", "float16", "dynamic_int8", "int8")
 # In "int8" these ops stay float32: the λ path (clamp, route test, encoding, FiLM MLPs), the
@@ -114,14 +115,6 @@ class TFLiteModel:
         return np.concatenate(outputs)
 
 
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def representative_dataset(images, lam_grid, count=200, seed=0):
     """Calibration inputs for full int8: `count` training images, each with a λ from the grid or
     drawn uniformly, so that the calibrated λ range is all of [0, 1]."""
@@ -166,7 +159,8 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
     """Writes the bundle described in this module's docstring and returns its manifest.
 
     `representative`: see `representative_dataset` (needed for "int8"). `evaluation`: a callable
-    (model, files) → rows of {width, lambda, format, sa, ra, ...} (see `evaluate_bundle`), or None.
+    (model, bundle root, files) → rows of {width, lambda, format, sa, ra, agreement, ...}
+    (see `bundle_evaluation`), or None.
     Everything is written to a hidden staging directory next to `out_dir` and renamed at the end,
     so an interrupted export leaves no bundle that looks complete.
     """
@@ -226,7 +220,7 @@ def _file_facts(path):
     if os.path.isdir(path):
         sizes = [os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names]
         return dict(size_bytes=sum(sizes))
-    return dict(size_bytes=os.path.getsize(path), sha256=sha256(path))
+    return dict(size_bytes=os.path.getsize(path), sha256=file_sha256(path))
 
 
 def _combined_file(model, staging, widths):
@@ -243,7 +237,7 @@ def _combined_file(model, staging, widths):
         path = os.path.join(staging, COMBINED_FILE)
         with open(path, "wb") as f:
             f.write(content)
-        facts.update(path=COMBINED_FILE, sha256=sha256(path))
+        facts.update(path=COMBINED_FILE, sha256=file_sha256(path))
     return facts
 
 

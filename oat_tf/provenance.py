@@ -1,6 +1,7 @@
 """How a results file was made, and atomic writes so that an interrupted run leaves no half file."""
 
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -48,6 +49,15 @@ def provenance(**extra):
         time_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     )
+
+
+def file_sha256(path):
+    """Hex SHA-256 of a file's content, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_atomic(path, write):

@@ -1,9 +1,8 @@
 """The normalization unit that follows every convolution: λ-routed batch norm, then FiLM."""
 
 import keras
-from keras import ops
 
-from oat_tf.layers.dual_batch_norm import DualBatchNorm
+from oat_tf.layers.dual_batch_norm import DualBatchNorm, per_sample_affine
 from oat_tf.layers.film import FiLM
 
 
@@ -41,9 +40,7 @@ class ConditionalNorm(keras.layers.Layer):
         if self.modulation is not None:
             gamma, beta = self.modulation.modulation(code, width)
             scale, shift = gamma * scale, gamma * shift + beta
-        x = ops.cast(inputs, "float32")
-        shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
-        return x * ops.reshape(scale, shape) + ops.reshape(shift, shape)
+        return per_sample_affine(inputs, scale, shift)
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
         return input_shape

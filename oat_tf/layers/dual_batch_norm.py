@@ -7,6 +7,13 @@ from keras import ops
 from oat_tf.layers.slimming import channels_at, validate_widths, width_index
 
 
+def per_sample_affine(x, scale, shift):
+    """x · scale + shift for x of shape (B, ..., C) and scale, shift of shape (B, C) or (1, C)."""
+    x = ops.cast(x, "float32")
+    shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
+    return x * ops.reshape(scale, shape) + ops.reshape(shift, shape)
+
+
 @keras.saving.register_keras_serializable(package="oat_tf")
 class DualBatchNorm(keras.layers.Layer):
     """Batch norm whose statistics and affine parameters depend on the sample's route and the width.
@@ -127,19 +134,16 @@ class DualBatchNorm(keras.layers.Layer):
         return self._per_sample(affines, masks)
 
     def call(self, inputs, adversarial=None, width=1.0, training=False):
-        x = ops.cast(inputs, "float32")
-        shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
         if not training:
-            scale, shift = self.inference_affine(adversarial, width)
-            return x * ops.reshape(scale, shape) + ops.reshape(shift, shape)
+            return per_sample_affine(inputs, *self.inference_affine(adversarial, width))
+        x = ops.cast(inputs, "float32")
         masks = self._masks(ops.shape(x)[0], adversarial)
         affines = []
         for params, mask in zip(self.params[width_index(self.widths, width)], masks):
             mean, variance, count = self._moments(x, mask)
             self._update_moving(params, mean, variance, count)
             affines.append(self._affine(params, mean, variance))
-        scale, shift = self._per_sample(affines, masks)
-        return x * ops.reshape(scale, shape) + ops.reshape(shift, shape)
+        return per_sample_affine(x, *self._per_sample(affines, masks))
 
     def compute_output_shape(self, input_shape, adversarial_shape=None):
         return input_shape
