@@ -107,6 +107,19 @@ def evaluate(
     return rows
 
 
+def load_evaluation_data(dataset, split="test", data_dir=None, seed=0, num_clean=None):
+    """(float images in [0, 1], labels) of `split` in a seeded random order, the first `num_clean` (all if None).
+
+    The folder copy lists images class by class: the permutation makes every prefix (the RA
+    subset) a fair sample of the split.
+    """
+    from oat_tf.data import load_split
+
+    images, labels, _ = load_split(dataset, split, data_dir=data_dir)
+    order = np.random.default_rng(seed).permutation(len(labels))[:num_clean]
+    return images[order].astype(np.float32) / 255.0, labels[order]
+
+
 def rows_to_csv(rows):
     columns = ["lambda", "width", "attack", "sa", "ra", "n_clean", "n_robust"]
     buffer = io.StringIO()
@@ -158,18 +171,13 @@ def define_flags():
 
 def main(argv):
     del argv
-    from oat_tf.data import load_split
-
     lambdas = [float(v) for v in FLAGS.lambdas]
     widths = None if FLAGS.widths is None else [float(w) for w in FLAGS.widths]
     for name in FLAGS.attacks:
         build_attack(name)  # unknown names fail before the model and data load
     model = load_model(FLAGS.checkpoint)
     _validate(model, lambdas, widths or model.widths, FLAGS.attacks)
-    images, labels, _ = load_split(FLAGS.dataset, FLAGS.split, data_dir=FLAGS.data_dir)
-    # The folder lists images class by class: a seeded permutation makes every prefix a fair subset.
-    order = np.random.default_rng(FLAGS.seed).permutation(len(labels))[: FLAGS.num_clean]
-    images, labels = images[order].astype(np.float32) / 255.0, labels[order]
+    images, labels = load_evaluation_data(FLAGS.dataset, FLAGS.split, FLAGS.data_dir, FLAGS.seed, FLAGS.num_clean)
     rows = evaluate(model, images, labels, lambdas, widths, FLAGS.attacks, FLAGS.epsilon / 255.0,
                     FLAGS.num_robust, FLAGS.batch_size, FLAGS.seed, FLAGS.xla)
     data = f"{FLAGS.dataset} {FLAGS.split}" + (" (JPEG copy)" if FLAGS.data_dir else " (tensorflow-datasets)")

@@ -249,7 +249,13 @@ class Trainer:
         """Runs the remaining epochs; returns the summary dict also written to run_dir/summary.json."""
         config = self.config
         start_epoch = int(self.epoch.numpy())
-        rows, epoch_times = [], []
+        rows = []
+        # Per-epoch training seconds of every completed epoch, kept across resumed invocations.
+        times_path = os.path.join(self.run_dir, "epoch_seconds.json")
+        epoch_times = []
+        if os.path.exists(times_path):
+            with open(times_path) as f:
+                epoch_times = json.load(f)[:start_epoch]
         for epoch in range(start_epoch, config.epochs):
             bar = keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=["loss", "images/s"],
                                       unit_name="step")
@@ -264,9 +270,10 @@ class Trainer:
                     tf.summary.scalar("train/loss", loss)
                     tf.summary.scalar("train/learning_rate", float(self.optimizer.learning_rate))
                     tf.summary.scalar("train/images_per_s", speed)
-            epoch_times.append(time.perf_counter() - started)
+            epoch_times.append(round(time.perf_counter() - started, 1))
             self.epoch.assign(epoch + 1)
             self.manager.save(checkpoint_number=epoch + 1)
+            write_json(times_path, epoch_times)
             if self._should_evaluate(epoch + 1):
                 rows = self.validate()
                 self._log_evaluation(rows, epoch + 1)
@@ -287,7 +294,7 @@ class Trainer:
         summary = provenance(
             config=config.to_dict(), replicas=self.strategy.num_replicas_in_sync,
             data=f"{config.dataset} validation split" + (" (JPEG copy)" if config.data_dir else ""),
-            resumed_from=self.resumed_from, epoch_seconds=[round(t, 1) for t in epoch_times],
+            resumed_from=self.resumed_from, epoch_seconds=epoch_times,
             validation=rows,
         )
         write_json(os.path.join(self.run_dir, "summary.json"), summary)
