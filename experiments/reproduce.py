@@ -38,6 +38,12 @@ REPORT_INTERVAL_S = 600
 _last_report = [time.monotonic()]
 
 
+def run_command():
+    """The command line of the whole suite (what the report says it was made by)."""
+    args = [arg for arg in sys.argv[1:] if not arg.startswith("--report_only")]
+    return " ".join(["python", "experiments/reproduce.py"] + args)
+
+
 def write_report():
     """Rewrites the report, at most every REPORT_INTERVAL_S, in a child process: it always uses the
     current report code, and a failing figure cannot stop the training."""
@@ -65,7 +71,7 @@ def main(argv):
             from oat_tf.trainer import default_strategy
 
             run_plan(plan, budget, runs_dir, FLAGS.dataset, FLAGS.data_dir, default_strategy(), write_report)
-        report.write(plan, budget, runs_dir, FLAGS.dataset, FLAGS.data_dir, out)
+        report.write(plan, budget, runs_dir, FLAGS.dataset, FLAGS.data_dir, out, run_command())
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     print(f"[reproduce] report in {out}/README.md")

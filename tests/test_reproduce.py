@@ -1,0 +1,130 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from oat_tf.config import TrainConfig
+from oat_tf.reproduce import analysis
+from oat_tf.reproduce.plan import BUDGETS, Run, build_plan
+from oat_tf.reproduce.runner import jobs, trained_summary
+from tests.conftest import CIFAR10, ROOT
+
+FIGURES = ("fig2_bn_statistics.png", "fig4_sa_ra_frontier.png", "fig5_unseen_lambdas.png", "fig6_oats_vs_pgdats.png",
+           "fig7_attacks.png", "saliency.png")
+
+
+def _reproduce(tmp_path):
+    command = [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--budget=smoke",
+               f"--data_dir={CIFAR10}", f"--runs_dir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+
+def test_smoke_budget_runs_end_to_end_and_resumes(tmp_path):
+    first = _reproduce(tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = tmp_path / "out"
+    report = json.loads((out / "reproduce.json").read_text())
+    assert report["pending_jobs"] == [] and report["data"] == "CIFAR-10 (JPEG copy)"
+    assert report["command"].startswith("python experiments/reproduce.py --budget=smoke")
+    assert sorted(report["figures"]) == sorted(FIGURES)
+    from PIL import Image
+
+    for name in FIGURES:
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and min(image.size) > 200
+    plan = build_plan(BUDGETS["smoke"])
+    assert sorted(report["runs"]) == sorted(run.name for run in plan)
+    for name, run in report["runs"].items():
+        assert run["train_seconds"] > 0 and len(run["epoch_seconds"]) == 1
+        for evaluation in run["evaluations"].values():
+            for row in evaluation["rows"]:
+                assert row["n_clean"] == 200 and row["n_robust"] in (64, 32)
+                assert 0 <= row["ra"] <= 1 and 0 <= row["sa"] <= 1
+    oats_rows = report["runs"]["oats"]["evaluations"]["main"]["rows"]
+    assert {(r["lambda"], r["width"]) for r in oats_rows} == {(lam, w) for lam in (0, .1, .2, .3, .4, 1)
+                                                             for w in (0.5, 0.75, 1.0)}
+    verdicts = {claim["id"]: claim["verdict"] for claim in report["claims"]}
+    assert set(verdicts.values()) <= {"holds", "does not hold", "not measured yet"}
+    assert "fig4-near-frontier" in verdicts and verdicts["fig4-near-frontier"] != "not measured yet"
+    readme = (out / "README.md").read_text()
+    assert "## Claims" in readme and "CIFAR-10 (JPEG copy)" in readme and "Incomplete" not in readme
+
+    evaluation_file = tmp_path / "runs" / "oat" / "eval_main.json"
+    stamp = evaluation_file.stat().st_mtime_ns
+    again = _reproduce(tmp_path)  # everything finished: nothing is trained or evaluated again
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "[reproduce] training" not in again.stdout and "[reproduce] evaluating" not in again.stdout
+    assert evaluation_file.stat().st_mtime_ns == stamp
+
+
+def test_plan_puts_the_frontier_first_and_apgd_last():
+    budget = BUDGETS["cpu"]
+    ordered = jobs(build_plan(budget), budget)
+    trained = [run.name for run, evaluation in ordered if evaluation is None]
+    assert trained[:4] == ["pgdat-lam0", "pgdat-lam1", "oat", "oat-bn"]
+    assert len(trained) == 6 + 2 + 3 + 1 + 6
+    tail = [evaluation.name for _, evaluation in ordered[-7:]]
+    assert tail == ["strongest"] * 7  # OAT plus the six dedicated models
+
+
+def test_finished_run_with_other_settings_is_refused(tmp_path):
+    config = TrainConfig(method="pgdat", run_dir=str(tmp_path), model="resnet20", epochs=5)
+    assert trained_summary(config) is None
+    stored = dict(config.to_dict(), epochs=3)
+    (tmp_path / "summary.json").write_text(json.dumps({"config": stored}))
+    with pytest.raises(ValueError, match="epochs"):
+        trained_summary(config)
+    (tmp_path / "summary.json").write_text(json.dumps({"config": dict(config.to_dict(), data_dir="/elsewhere")}))
+    assert trained_summary(config) is not None  # where the data lie is not part of the experiment
+
+
+def _done(curves):
+    """A fake `completed()` result: {name: (role, λ of a dedicated run, {attack: {λ: (sa, ra)}})}."""
+    done = {}
+    for name, (role, lam, by_attack) in curves.items():
+        rows = [dict(attack=attack, width=1.0, **{"lambda": l}, sa=sa / 100, ra=ra / 100)
+                for attack, points in by_attack.items() for l, (sa, ra) in points.items()]
+        done[name] = dict(run=Run(name, role, dict(lam=lam), ()), evaluations={"main": {"rows": rows}})
+    return done
+
+
+def test_claims_follow_their_criteria():
+    budget = BUDGETS["cpu"]
+    frontier = {0.0: (80, 0), 0.1: (75, 20), 0.2: (72, 25), 0.3: (70, 28), 0.4: (68, 30), 1.0: (60, 35)}
+    curves = {f"pgdat-{lam:g}": ("dedicated", lam, {"pgd20": {lam: p}}) for lam, p in frontier.items()}
+    close = {lam: (sa - 1, ra + 0.5) for lam, (sa, ra) in frontier.items()}
+    curves["oat"] = ("oat", None, {"pgd20": close})
+    curves["oat-bn"] = ("oat-bn", None, {"pgd20": {lam: (70 + lam, 20 + lam) for lam in frontier}})
+    verdicts = {c["id"]: c["verdict"] for c in analysis.claims(_done(curves), budget, {})}
+    assert verdicts["fig4-wide-range"] == verdicts["fig4-near-frontier"] == "holds"
+    assert verdicts["fig4-normal-bn-narrow"] == "holds"
+    assert verdicts["fig5-unseen-vs-dedicated"] == verdicts["cost"] == "not measured yet"
+
+    curves["oat"] = ("oat", None, {"pgd20": dict(close, **{0.2: (72, 21.5)})})  # 3.5 pp short in RA at λ = 0.2
+    verdicts = {c["id"]: c["verdict"] for c in analysis.claims(_done(curves), budget, {})}
+    assert verdicts["fig4-near-frontier"] == "does not hold" and verdicts["fig4-wide-range"] == "holds"
+    curves["oat-bn"] = ("oat-bn", None, {"pgd20": close})
+    verdicts = {c["id"]: c["verdict"] for c in analysis.claims(_done(curves), budget, {})}
+    assert verdicts["fig4-normal-bn-narrow"] == "does not hold"
+
+
+def test_bn_separation_and_gradient_alignment():
+    rng = np.random.default_rng(0)
+    channels = 64
+    stats = {lam: (rng.normal(shift, 0.1, channels), np.exp(rng.normal(shift, 0.1, channels)))
+             for lam, shift in ((0.0, 2.0), (0.1, 0.0), (0.4, 0.05), (1.0, 0.1))}
+    separated = analysis.bn_separation(stats)
+    assert separated["min_distance_clean_to_adversarial"] > separated["max_distance_among_adversarial"]
+    stats[0.0] = stats[0.4]
+    together = analysis.bn_separation(stats)
+    assert together["min_distance_clean_to_adversarial"] < together["max_distance_among_adversarial"]
+    assert analysis.bn_separation({0.0: stats[0.0], 1.0: stats[1.0]}) is None
+
+    images = rng.random((4, 8, 8, 3))
+    centred = images - images.reshape(4, -1).mean(1)[:, None, None, None]
+    assert analysis.gradient_alignment(-2 * centred, images) == pytest.approx(1.0)
+    assert analysis.gradient_alignment(rng.normal(size=(4, 8, 8, 3)), images) < 0.2
