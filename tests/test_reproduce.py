@@ -104,7 +104,7 @@ def test_claims_follow_their_criteria():
     assert verdicts["fig4-normal-bn-narrow"] == "holds"
     assert verdicts["fig5-unseen-vs-dedicated"] == verdicts["cost"] == "not measured yet"
 
-    curves["oat"] = ("oat", None, {"pgd20": dict(close, **{0.2: (72, 21.5)})})  # 3.5 pp short in RA at λ = 0.2
+    curves["oat"] = ("oat", None, {"pgd20": {**close, 0.2: (72, 21.5)}})  # 3.5 pp short in RA at λ = 0.2
     verdicts = {c["id"]: c["verdict"] for c in analysis.claims(_done(curves), budget, {})}
     assert verdicts["fig4-near-frontier"] == "does not hold" and verdicts["fig4-wide-range"] == "holds"
     curves["oat-bn"] = ("oat-bn", None, {"pgd20": close})
