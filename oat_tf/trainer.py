@@ -250,16 +250,17 @@ class Trainer:
         config = self.config
         start_epoch = int(self.epoch.numpy())
         rows = []
-        # Per-epoch training seconds of every completed epoch, kept across resumed invocations.
-        times_path = os.path.join(self.run_dir, "epoch_seconds.json")
-        epoch_times = []
+        # Wall-clock and process CPU seconds of every completed epoch's training steps, kept across
+        # resumed invocations. CPU time is what a run costs when other work shares the machine.
+        times_path = os.path.join(self.run_dir, "epoch_times.json")
+        epoch_times = {"wall_seconds": [], "cpu_seconds": []}
         if os.path.exists(times_path):
             with open(times_path) as f:
-                epoch_times = json.load(f)[:start_epoch]
+                epoch_times = {k: v[:start_epoch] for k, v in json.load(f).items()}
         for epoch in range(start_epoch, config.epochs):
             bar = keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=["loss", "images/s"],
                                       unit_name="step")
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             for i, batch in enumerate(self._dataset(epoch)):
                 step = tf.constant(epoch * self.steps_per_epoch + i, tf.int64)
                 tick = time.perf_counter()
@@ -270,7 +271,8 @@ class Trainer:
                     tf.summary.scalar("train/loss", loss)
                     tf.summary.scalar("train/learning_rate", float(self.optimizer.learning_rate))
                     tf.summary.scalar("train/images_per_s", speed)
-            epoch_times.append(round(time.perf_counter() - started, 1))
+            epoch_times["wall_seconds"].append(round(time.perf_counter() - started, 1))
+            epoch_times["cpu_seconds"].append(round(time.process_time() - started_cpu, 1))
             self.epoch.assign(epoch + 1)
             self.manager.save(checkpoint_number=epoch + 1)
             write_json(times_path, epoch_times)
@@ -294,7 +296,8 @@ class Trainer:
         summary = provenance(
             config=config.to_dict(), replicas=self.strategy.num_replicas_in_sync,
             data=f"{config.dataset} validation split" + (" (JPEG copy)" if config.data_dir else ""),
-            resumed_from=self.resumed_from, epoch_seconds=epoch_times,
+            resumed_from=self.resumed_from, epoch_seconds=epoch_times["wall_seconds"],
+            epoch_cpu_seconds=epoch_times["cpu_seconds"],
             validation=rows,
         )
         write_json(os.path.join(self.run_dir, "summary.json"), summary)

@@ -152,5 +152,6 @@ def completed(plan, budget, runs_dir, dataset, data_dir):
             if stored is not None:
                 evaluations[evaluation.name] = stored
         done[run.name] = dict(run=run, config=config, summary=summary, evaluations=evaluations,
-                              train_seconds=float(np.sum(summary.get("epoch_seconds", []))))
+                              train_seconds=float(np.sum(summary.get("epoch_seconds", []))),
+                              train_cpu_seconds=float(np.sum(summary.get("epoch_cpu_seconds", []))))
     return done
