@@ -9,7 +9,8 @@ import pytest
 from oat_tf.config import TrainConfig
 from oat_tf.reproduce import analysis
 from oat_tf.reproduce.plan import BUDGETS, Run, build_plan
-from oat_tf.reproduce.runner import jobs, trained_summary
+from oat_tf.provenance import write_json
+from oat_tf.reproduce.runner import cached_evaluation, evaluation_path, jobs, trained_summary
 from tests.conftest import CIFAR10, ROOT
 
 FIGURES = ("fig2_bn_statistics.png", "fig4_sa_ra_frontier.png", "fig5_unseen_lambdas.png", "fig6_oats_vs_pgdats.png",
@@ -80,6 +81,15 @@ def test_finished_run_with_other_settings_is_refused(tmp_path):
         trained_summary(config)
     (tmp_path / "summary.json").write_text(json.dumps({"config": dict(config.to_dict(), data_dir="/elsewhere")}))
     assert trained_summary(config) is not None  # where the data lie is not part of the experiment
+
+
+def test_cached_evaluation_is_reused_only_for_the_same_spec_and_model(tmp_path):
+    spec = dict(name="main", lambdas=[0.0, 1.0], attacks=["pgd20"], num_robust=2000, model_sha256="a" * 64)
+    assert cached_evaluation(str(tmp_path), spec) is None
+    write_json(evaluation_path(str(tmp_path), "main"), dict(spec=spec, rows=[], seconds=1.0))
+    assert cached_evaluation(str(tmp_path), dict(spec))["seconds"] == 1.0
+    assert cached_evaluation(str(tmp_path), dict(spec, model_sha256="b" * 64)) is None  # retrained model
+    assert cached_evaluation(str(tmp_path), dict(spec, attacks=["pgd20", "fgsm"])) is None
 
 
 def _done(curves):
