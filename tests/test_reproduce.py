@@ -117,6 +117,10 @@ def test_claims_follow_their_criteria():
     curves["oat"] = ("oat", None, {"pgd20": {**close, 0.2: (72, 21.5)}})  # 3.5 pp short in RA at λ = 0.2
     verdicts = {c["id"]: c["verdict"] for c in analysis.claims(_done(curves), budget, {})}
     assert verdicts["fig4-near-frontier"] == "does not hold" and verdicts["fig4-wide-range"] == "holds"
+    del curves["pgdat-0.4"]  # a failure at one λ is decisive even with λ missing
+    verdicts = {c["id"]: c["verdict"] for c in analysis.claims(_done(curves), budget, {})}
+    assert verdicts["fig4-near-frontier"] == "does not hold" and verdicts["fig4-wide-range"] == "not measured yet"
+    curves["pgdat-0.4"] = ("dedicated", 0.4, {"pgd20": {0.4: frontier[0.4]}})
     curves["oat-bn"] = ("oat-bn", None, {"pgd20": close})
     verdicts = {c["id"]: c["verdict"] for c in analysis.claims(_done(curves), budget, {})}
     assert verdicts["fig4-normal-bn-narrow"] == "does not hold"

@@ -107,6 +107,8 @@ def _close_claim(points, reference, what, expected_lambdas):
     worst_sa = min(d[0] for d in deficits.values())
     worst_ra = min(d[1] for d in deficits.values())
     ok = worst_sa >= -CLOSE_PP and worst_ra >= -CLOSE_PP
+    # One λ outside the margin settles the claim even before the other λ are measured.
+    measurable = measurable or not ok
     text = (f"{what} minus dedicated, per λ (SA/RA pp): "
             + ", ".join(f"λ={lam:g}: {d[0]:+.1f}/{d[1]:+.1f}" for lam, d in deficits.items())
             + f"; worst SA {worst_sa:+.1f} pp, worst RA {worst_ra:+.1f} pp")
