@@ -10,7 +10,7 @@ from oat_tf.config import TrainConfig
 from oat_tf.reproduce import analysis
 from oat_tf.reproduce.plan import BUDGETS, Run, build_plan
 from oat_tf.provenance import write_json
-from oat_tf.reproduce.runner import cached_evaluation, evaluation_path, jobs, trained_summary
+from oat_tf.reproduce.runner import cached_evaluation, evaluation_path, jobs, run_config, trained_summary
 from tests.conftest import CIFAR10, ROOT
 
 FIGURES = ("fig2_bn_statistics.png", "fig4_sa_ra_frontier.png", "fig5_unseen_lambdas.png", "fig6_oats_vs_pgdats.png",
@@ -70,6 +70,15 @@ def test_plan_puts_the_frontier_first_and_apgd_last():
     assert len(trained) == 6 + 2 + 3 + 1 + 6
     tail = [evaluation.name for _, evaluation in ordered[-7:]]
     assert tail == ["strongest"] * 7  # OAT plus the six dedicated models
+
+
+@pytest.mark.parametrize("name", sorted(BUDGETS))
+def test_every_budget_gives_valid_training_configs(name, tmp_path):
+    budget = BUDGETS[name]
+    configs = [run_config(budget, run, str(tmp_path), "cifar10", None) for run in build_plan(budget)]
+    assert len({c.run_dir for c in configs}) == len(configs)
+    assert {c.method for c in configs} == {"pgdat", "oat", "oats", "pgdats"}
+    assert [c.normal_bn for c in configs].count(True) == 1
 
 
 def test_finished_run_with_other_settings_is_refused(tmp_path):
