@@ -182,8 +182,7 @@ def claims(done, budget, extras):
         verdict=_verdict(inside_all, measurable)))
 
     # Fig. 6: OATS vs PGD-ATS per width.
-    widths = tuple(budget.train.get("widths", (0.5, 0.75, 1.0)))
-    for width in widths:
+    for width in budget.widths:
         oats = model_curve(done, "oats", main, width=width)
         pgdats = dedicated_curve(done, "slimmable-dedicated", main, width=width)
         verdict, text, numbers = _close_claim(oats, pgdats, f"OATS (width {width:g})", budget.slimmable_lambdas)
@@ -194,9 +193,7 @@ def claims(done, budget, extras):
             measured=text, verdict=verdict, numbers=numbers))
 
     # Fig. 7: other attacks.
-    from oat_tf.reproduce.plan import EXTRA_ATTACKS, STRONGEST_ATTACK
-
-    for attack, evaluation in [(a, "main") for a in EXTRA_ATTACKS] + [(STRONGEST_ATTACK, "strongest")]:
+    for attack, evaluation in budget.fig7_attacks[1:]:
         verdict, text, numbers = _close_claim(model_curve(done, "oat", attack, evaluation),
                                               dedicated_curve(done, "dedicated", attack, evaluation), "OAT", s1)
         out.append(dict(

@@ -8,6 +8,7 @@ so that an interrupted suite has the most important numbers; the costly APGD che
 import dataclasses
 
 from oat_tf.lambdas import S1, S3
+from oat_tf.models.zoo import SLIMMABLE_WIDTHS
 
 EXTRA_ATTACKS = ("mifgsm", "fgsm")  # Fig. 7's, next to the main attack
 STRONGEST_ATTACK = "apgd-ce"
@@ -30,6 +31,16 @@ class Budget:
     eval_batch: int = 250
     saliency_images: int = 4
     description: str = ""
+
+    @property
+    def widths(self):
+        """The slimmable runs' widths."""
+        return tuple(self.train.get("widths", SLIMMABLE_WIDTHS))
+
+    @property
+    def fig7_attacks(self):
+        """(attack, evaluation name) pairs of Fig. 7: the main attack, the extra ones, APGD-CE."""
+        return [(a, "main") for a in (self.main_attack,) + EXTRA_ATTACKS] + [(STRONGEST_ATTACK, "strongest")]
 
 
 BUDGETS = {

@@ -3,14 +3,11 @@ figure and README.md (each claim of the paper, what was measured, whether it hol
 
 import os
 
-import numpy as np
-
 from oat_tf.evaluate import load_evaluation_data, load_model
 from oat_tf.lambdas import S1
 from oat_tf.provenance import provenance, write_atomic, write_json
 from oat_tf.reproduce import analysis, figures
-from oat_tf.reproduce.plan import EXTRA_ATTACKS, STRONGEST_ATTACK
-from oat_tf.reproduce.runner import jobs
+from oat_tf.reproduce.runner import completed, jobs
 
 ALIGNMENT_IMAGES = 200  # test images for the saliency alignment number
 DISCUSSION_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -42,9 +39,9 @@ def _panels(done, budget):
     oat = analysis.model_curve(done, "oat", main)
     fig5_dedicated = {**dedicated, **analysis.dedicated_curve(done, "unseen-dedicated", main)}
     fig5_oat = {**oat, **analysis.model_curve(done, "oat", main, "unseen")}
-    widths = tuple(budget.train.get("widths", (0.5, 0.75, 1.0)))
+    widths = budget.widths
     fig7 = {}
-    for attack, evaluation in [(main, "main")] + [(a, "main") for a in EXTRA_ATTACKS] + [(STRONGEST_ATTACK, "strongest")]:
+    for attack, evaluation in budget.fig7_attacks:
         fig7[attack] = {"PGD-AT [one model per λ]": analysis.dedicated_curve(done, "dedicated", attack, evaluation),
                         "OAT (dual BN)": analysis.model_curve(done, "oat", attack, evaluation)}
     return {
@@ -116,8 +113,6 @@ def _cost(done, budget):
 
 def write(plan, budget, runs_dir, dataset, data_dir, out, command=None):
     """Writes reproduce.json, the figures and README.md to `out` from what has finished in `runs_dir`."""
-    from oat_tf.reproduce.runner import completed
-
     os.makedirs(out, exist_ok=True)
     done = completed(plan, budget, runs_dir, dataset, data_dir)
     data = data_name(dataset, data_dir)
@@ -213,12 +208,12 @@ def readme(report, budget, done):
               _table({"PGD-AT (one model per λ)": {**role_curve("dedicated", main),
                                                       **role_curve("unseen-dedicated", main)},
                       "OAT (trained on S1)": {**curve("oat", main), **curve("oat", main, "unseen")}}, unseen), ""]
-    widths = tuple(budget.train.get("widths", (0.5, 0.75, 1.0)))
+    widths = budget.widths
     lines += ["## Fig. 6: OATS vs PGD-ATS per width", "", "![Fig. 6](fig6_oats_vs_pgdats.png)", "",
               _table({f"{m} w={w:g}": (curve("oats", main, width=w) if m == "OATS"
                                        else role_curve("slimmable-dedicated", main, width=w))
                       for w in widths for m in ("OATS", "PGD-ATS")}, S1), ""]
-    attacks = [(main, "main")] + [(a, "main") for a in EXTRA_ATTACKS] + [(STRONGEST_ATTACK, "strongest")]
+    attacks = budget.fig7_attacks
     lines += ["## Fig. 7: other attacks", "", "![Fig. 7](fig7_attacks.png)", "",
               _table({f"{m} {a}": (curve("oat", a, e) if m == "OAT" else role_curve("dedicated", a, e))
                       for a, e in attacks for m in ("OAT", "PGD-AT")}, S1), ""]
