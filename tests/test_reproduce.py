@@ -67,7 +67,7 @@ def test_plan_puts_the_frontier_first_and_apgd_last():
     ordered = jobs(build_plan(budget), budget)
     trained = [run.name for run, evaluation in ordered if evaluation is None]
     assert trained[:4] == ["pgdat-lam0", "pgdat-lam1", "oat", "oat-bn"]
-    assert len(trained) == 6 + 2 + 3 + 1 + 6
+    assert len(trained) == 6 + 2 + 3 + 1 + 3  # dedicated, OAT with both BNs, S3 dedicated, OATS, PGD-ATS
     tail = [evaluation.name for _, evaluation in ordered[-7:]]
     assert tail == ["strongest"] * 7  # OAT plus the six dedicated models
 
