@@ -38,9 +38,14 @@ class Budget:
         return tuple(self.train.get("widths", SLIMMABLE_WIDTHS))
 
     @property
+    def fig7_main_attacks(self):
+        """The attacks of the OAT and dedicated models' "main" evaluation: the main attack and the extra ones."""
+        return (self.main_attack,) + EXTRA_ATTACKS
+
+    @property
     def fig7_attacks(self):
         """(attack, evaluation name) pairs of Fig. 7: the main attack, the extra ones, APGD-CE."""
-        return [(a, "main") for a in (self.main_attack,) + EXTRA_ATTACKS] + [(STRONGEST_ATTACK, "strongest")]
+        return [(a, "main") for a in self.fig7_main_attacks] + [(STRONGEST_ATTACK, "strongest")]
 
 
 BUDGETS = {
@@ -99,22 +104,18 @@ def _dedicated(lam, role, attacks, budget, method="pgdat"):
                (Evaluation("main", (lam,), attacks, budget.num_robust),))
 
 
-def _fig7_attacks(budget):
-    return (budget.main_attack,) + EXTRA_ATTACKS
-
-
 def build_plan(budget):
     """The ordered runs of `budget` (a Budget): Fig. 4's first, the ends of the frontier (λ = 0, 1) leading."""
     ends = [lam for lam in budget.dedicated_lambdas if lam in (0.0, 1.0)]
     inner = [lam for lam in budget.dedicated_lambdas if lam not in (0.0, 1.0)]
     oat = [
-        Run("oat", "oat", dict(method="oat"), (Evaluation("main", S1, _fig7_attacks(budget), budget.num_robust),
+        Run("oat", "oat", dict(method="oat"), (Evaluation("main", S1, budget.fig7_main_attacks, budget.num_robust),
                                                Evaluation("unseen", budget.unseen_lambdas, (budget.main_attack,), budget.num_robust))),
         Run("oat-bn", "oat-bn", dict(method="oat", normal_bn=True),
             (Evaluation("main", S1, (budget.main_attack,), budget.num_robust),)),
     ]
-    fig4 = ([_dedicated(lam, "dedicated", _fig7_attacks(budget), budget) for lam in ends] + oat
-            + [_dedicated(lam, "dedicated", _fig7_attacks(budget), budget) for lam in inner])
+    fig4 = ([_dedicated(lam, "dedicated", budget.fig7_main_attacks, budget) for lam in ends] + oat
+            + [_dedicated(lam, "dedicated", budget.fig7_main_attacks, budget) for lam in inner])
     fig5 = [_dedicated(lam, "unseen-dedicated", (budget.main_attack,), budget) for lam in budget.unseen_dedicated]
     fig6 = [Run("oats", "oats", dict(method="oats"), (Evaluation("main", S1, (budget.main_attack,), budget.num_robust),))]
     fig6 += [_dedicated(lam, "slimmable-dedicated", (budget.main_attack,), budget, method="pgdats")

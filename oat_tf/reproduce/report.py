@@ -178,8 +178,8 @@ def readme(report, budget, done):
         f"Evaluation: SA on {'the whole test split' if not budget.num_clean else f'{budget.num_clean} test images'}, "
         f"RA under {budget.main_attack} (ε = 8/255, step 2/255, one random start) on the first {budget.num_robust} of "
         f"a seeded permutation of the test split, MI-FGSM and FGSM on the same images, APGD-CE (100 steps) on the "
-        f"first {budget.num_strongest}. Compute{' so far' if report['pending_jobs'] else ''}: {hours:.2f} h of training and evaluation "
-        f"({len(runs)} trained runs).",
+        f"first {budget.num_strongest}. Compute{' so far' if report['pending_jobs'] else ''}: {hours:.2f} h of "
+        f"training and evaluation ({len(runs)} trained runs).",
         "",
     ]
     if report["pending_jobs"]:
