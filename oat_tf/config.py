@@ -6,6 +6,7 @@ import math
 from oat_tf.attacks import build_attack
 from oat_tf.data import DATASETS
 from oat_tf.lambdas import S1, S2, validate_grid
+from oat_tf.layers.film import FILM_FORMS
 from oat_tf.models.zoo import ARCHITECTURES, SLIMMABLE_WIDTHS
 
 # method → (zoo variant, conditioned on λ, slimmable)
@@ -31,6 +32,9 @@ class TrainConfig:
     width_multiplier: float = 1.0
     normal_bn: bool = False  # OAT/OATS with one BN instead of the dual BN (the ablation)
     encoding: str = "orthogonal"
+    film_form: str = "reference"  # FiLM as in the paper's code, or "identity" (centred at γ = 1, β = 0)
+    shortcut_film: bool = True  # FiLM also after the projection shortcuts' norms (the paper's ResNet: no)
+    clean_share: float = None  # OAT(S): share of λ = 0 samples per batch (None: ⌈B/|S|⌉, the reference code's)
     lam: float = 1.0  # PGD-AT(S): the fixed λ
     lam_set: tuple = S1  # OAT(S): the λ set sampled per sample
     continuous_lam: bool = False
@@ -77,6 +81,13 @@ class TrainConfig:
         if math.isnan(self.lam) or not 0.0 <= self.lam <= 1.0:
             raise ValueError(f"lam must lie in [0, 1], got {self.lam}.")
         self.lam_set = validate_grid(self.lam_set, "lam_set")
+        if self.film_form not in FILM_FORMS:
+            raise ValueError(f"unknown film_form {self.film_form!r}; choose one of {list(FILM_FORMS)}.")
+        if self.clean_share is not None:
+            if math.isnan(self.clean_share) or not 0.0 < self.clean_share < 1.0:
+                raise ValueError(f"clean_share must lie in (0, 1), got {self.clean_share}.")
+            if 0.0 not in self.lam_set or len(self.lam_set) == 1:
+                raise ValueError(f"clean_share needs a lam_set with 0 and another λ, got {list(self.lam_set)}.")
         self.eval_lambdas = validate_grid(self.eval_lambdas, "eval_lambdas")
         if self.normal_bn and self.method == "oats":
             raise ValueError("normal_bn is the OAT ablation; OATS always uses switchable dual BN.")

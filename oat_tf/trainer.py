@@ -19,7 +19,8 @@ from oat_tf.models.zoo import build_model
 from oat_tf.provenance import provenance, write_atomic, write_json
 
 # Fields that define the trained network: a resumed run must agree on them.
-MODEL_FIELDS = ("method", "dataset", "model", "width_multiplier", "normal_bn", "encoding", "lam_set", "widths")
+MODEL_FIELDS = ("method", "dataset", "model", "width_multiplier", "normal_bn", "encoding", "lam_set", "widths",
+                "film_form", "shortcut_film")
 
 
 def default_strategy():
@@ -41,7 +42,8 @@ def build_run_model(config, num_classes, synchronized_bn=False):
     return build_model(
         config.model, config.variant, num_classes=num_classes, image_size=DATASETS[config.dataset][1],
         width_multiplier=config.width_multiplier, widths=config.model_widths, encoding=config.encoding,
-        lam_grid=config.lam_set, synchronized_bn=synchronized_bn,
+        lam_grid=config.lam_set, synchronized_bn=synchronized_bn, film_form=config.film_form,
+        shortcut_film=config.shortcut_film,
     )
 
 
@@ -102,11 +104,13 @@ def _check_resume(config, run_dir):
         with open(path) as f:
             stored = json.load(f)
         current = config.to_dict()
-        changed = [k for k in MODEL_FIELDS if stored.get(k) != current[k]]
+        # A field missing from an older run's config.json had its default then.
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        changed = [k for k in MODEL_FIELDS if stored.get(k, defaults[k]) != current[k]]
         if changed:
             raise ValueError(
                 f"{run_dir!r} holds a run with a different {', '.join(changed)} "
-                f"({', '.join(f'{k}={stored.get(k)!r}' for k in changed)}); use another run_dir."
+                f"({', '.join(f'{k}={stored.get(k, defaults[k])!r}' for k in changed)}); use another run_dir."
             )
     write_json(path, config.to_dict())
 
@@ -151,7 +155,7 @@ class Trainer:
         self.attack = build_attack(config.train_attack, epsilon, config.xla)
         self.eval_attack = config.eval_attack
         if config.conditioned:
-            self.sampler = LambdaSampler(config.lam_set, self.local_batch, config.continuous_lam)
+            self.sampler = LambdaSampler(config.lam_set, self.local_batch, config.continuous_lam, config.clean_share)
             self.num_clean = self.sampler.num_clean
         else:
             self.sampler = None

@@ -26,7 +26,11 @@ flags.DEFINE_bool("normal_bn", None, "OAT with one BN instead of dual BN (the ab
 flags.DEFINE_list("widths", None, "OATS/PGD-ATS width factors (default 0.5,0.75,1).")
 for name, kind, help_text in [
     ("model", "string", "Zoo network."), ("width_multiplier", "float", "Channel multiplier."),
-    ("encoding", "string", "λ encoding: orthogonal, onehot, dct, scalar."), ("lam", "float", "PGD-AT(S) fixed λ."),
+    ("encoding", "string", "λ encoding: orthogonal, onehot, dct, scalar."),
+    ("film_form", "string", "FiLM form: reference (the paper's) or identity (centred at γ = 1, β = 0)."),
+    ("shortcut_film", "bool", "FiLM also after the projection shortcuts' norms (the paper's ResNet: no)."),
+    ("clean_share", "float", "OAT(S): share of λ = 0 samples per batch (default ⌈B/|S|⌉, the reference's)."),
+    ("lam", "float", "PGD-AT(S) fixed λ."),
     ("epochs", "integer", "Epochs."), ("batch_size", "integer", "Global batch size."),
     ("learning_rate", "float", "Initial learning rate (cosine decay)."), ("momentum", "float", "SGD momentum."),
     ("weight_decay", "float", "L2 weight decay."), ("train_attack", "string", "Training attack (e.g. pgd7, fgsm-rs)."),
@@ -42,7 +46,8 @@ for name, kind, help_text in [
 def config_from_flags():
     values = dict(preset(FLAGS.preset, FLAGS.dataset), method=FLAGS.method, dataset=FLAGS.dataset,
                   data_dir=FLAGS.data_dir or "")
-    for name in ("model", "width_multiplier", "encoding", "lam", "epochs", "batch_size", "learning_rate", "momentum",
+    for name in ("model", "width_multiplier", "encoding", "film_form", "shortcut_film", "clean_share", "lam", "epochs",
+                 "batch_size", "learning_rate", "momentum",
                  "weight_decay", "train_attack", "epsilon_255", "train_examples", "validation_size", "eval_every",
                  "eval_examples", "eval_attack", "xla", "seed", "continuous_lam", "normal_bn"):
         if getattr(FLAGS, name) is not None:

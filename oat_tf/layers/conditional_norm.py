@@ -11,18 +11,21 @@ class ConditionalNorm(keras.layers.Layer):
     """h = FiLM(DualBatchNorm(x, adversarial), code), or the batch norm alone with `film=False`.
 
     Inputs: x (B, ..., C_α), the λ code (B, D) (unused without FiLM) and the per-sample
-    adversarial flags (B,) (unused with `dual=False`). Output: the shape of x.
+    adversarial flags (B,) (unused with `dual=False`). Output: the shape of x. `film_form`
+    is the FiLM layer's `form` (`reference` or `identity`).
     """
 
-    def __init__(self, channels, widths=(1.0,), dual=True, film=True, synchronized=False, **kwargs):
+    def __init__(self, channels, widths=(1.0,), dual=True, film=True, synchronized=False, film_form="reference",
+                 **kwargs):
         super().__init__(**kwargs)
         self.channels = int(channels)
         self.widths = tuple(widths)
         self.dual = bool(dual)
         self.film = bool(film)
         self.synchronized = bool(synchronized)
+        self.film_form = film_form
         self.norm = DualBatchNorm(channels, widths, dual=dual, synchronized=synchronized, name="bn")
-        self.modulation = FiLM(channels, widths, name="film") if film else None
+        self.modulation = FiLM(channels, widths, form=film_form, name="film") if film else None
 
     def build(self, inputs_shape, code_shape=None, adversarial_shape=None):
         # The inference path calls the sublayers' methods directly, so build them here.
@@ -53,5 +56,6 @@ class ConditionalNorm(keras.layers.Layer):
             dual=self.dual,
             film=self.film,
             synchronized=self.synchronized,
+            film_form=self.film_form,
         )
         return config

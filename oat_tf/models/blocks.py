@@ -10,28 +10,31 @@ from oat_tf.layers.slimmable_conv2d import SlimmableConv2D
 class _ResidualBlock(keras.layers.Layer):
     """Shared constructor and config of the residual blocks.
 
-    `norm` holds the ConditionalNorm options (widths, dual, film, synchronized);
-    every block is called as block(x, code, adversarial, width=α, training=...)
+    `norm` holds the ConditionalNorm options (widths, dual, film, synchronized, film_form);
+    `shortcut_film` says whether FiLM also follows the norm of a projection shortcut (basic
+    blocks only: a pre-activation shortcut has no norm of its own). Every block is called as block(x, code, adversarial, width=α, training=...)
     with x of shape (B, H, W, C_in,α) and returns (B, H/stride, W/stride, C_out,α).
     """
 
-    def __init__(self, in_channels, out_channels, stride=1, norm=None, **kwargs):
+    def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, **kwargs):
         super().__init__(**kwargs)
         self.in_channels, self.out_channels, self.stride = int(in_channels), int(out_channels), int(stride)
         self.norm_options = dict(norm or {})
+        self.shortcut_film = bool(shortcut_film)
         widths = self.norm_options.get("widths", (1.0,))
         self.conv1 = SlimmableConv2D(out_channels, 3, stride, widths, name="conv1")
         self.conv2 = SlimmableConv2D(out_channels, 3, 1, widths, name="conv2")
         self.projects = stride != 1 or in_channels != out_channels
         self.shortcut = SlimmableConv2D(out_channels, 1, stride, widths, name="shortcut") if self.projects else None
 
-    def _norm(self, channels, name):
-        return ConditionalNorm(channels, name=name, **self.norm_options)
+    def _norm(self, channels, name, **overrides):
+        return ConditionalNorm(channels, name=name, **dict(self.norm_options, **overrides))
 
     def get_config(self):
         config = super().get_config()
         config.update(
-            in_channels=self.in_channels, out_channels=self.out_channels, stride=self.stride, norm=self.norm_options
+            in_channels=self.in_channels, out_channels=self.out_channels, stride=self.stride, norm=self.norm_options,
+            shortcut_film=self.shortcut_film,
         )
         return config
 
@@ -40,14 +43,16 @@ class _ResidualBlock(keras.layers.Layer):
 class BasicBlock(_ResidualBlock):
     """Post-activation ResNet block: relu(N2(conv2(relu(N1(conv1(x))))) + shortcut(x)).
 
-    The projection shortcut (1×1 conv + norm) is used when the stride or channel count changes.
+    The projection shortcut (1×1 conv + norm, FiLM after it only with `shortcut_film`) is used
+    when the stride or channel count changes.
     """
 
-    def __init__(self, in_channels, out_channels, stride=1, norm=None, **kwargs):
-        super().__init__(in_channels, out_channels, stride, norm, **kwargs)
+    def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, **kwargs):
+        super().__init__(in_channels, out_channels, stride, norm, shortcut_film, **kwargs)
         self.norm1 = self._norm(out_channels, "norm1")
         self.norm2 = self._norm(out_channels, "norm2")
-        self.shortcut_norm = self._norm(out_channels, "shortcut_norm") if self.projects else None
+        film = self.norm_options.get("film", True) and self.shortcut_film
+        self.shortcut_norm = self._norm(out_channels, "shortcut_norm", film=film) if self.projects else None
 
     def call(self, x, code=None, adversarial=None, width=1.0, training=False):
         cond = dict(code=code, adversarial=adversarial, width=width, training=training)
@@ -64,8 +69,8 @@ class PreActBlock(_ResidualBlock):
     The projection shortcut (1×1 conv on a) is used when the stride or channel count changes.
     """
 
-    def __init__(self, in_channels, out_channels, stride=1, norm=None, **kwargs):
-        super().__init__(in_channels, out_channels, stride, norm, **kwargs)
+    def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, **kwargs):
+        super().__init__(in_channels, out_channels, stride, norm, shortcut_film, **kwargs)
         self.norm1 = self._norm(in_channels, "norm1")
         self.norm2 = self._norm(out_channels, "norm2")
 

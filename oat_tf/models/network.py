@@ -7,6 +7,7 @@ from keras import ops
 
 from oat_tf.lambdas import S1, validate_grid
 from oat_tf.layers.conditional_norm import ConditionalNorm
+from oat_tf.layers.film import FILM_FORMS
 from oat_tf.layers.lambda_encoding import LambdaEncoding
 from oat_tf.layers.slimmable_conv2d import SlimmableConv2D
 from oat_tf.layers.slimmable_dense import SlimmableDense
@@ -29,8 +30,11 @@ class OATNetwork(keras.Model):
 
     The variant is configuration: `widths` (several = slimmable, with a switchable
     norm per width), `dual_bn` (λ = 0 samples use BN_c, λ > 0 samples BN_a) and
-    `film` (FiLM after every batch norm, driven by a `LambdaEncoding` of λ).
-    `block`, `stem_channels` and `stages` ((channels, blocks, stride) per stage)
+    `film` (FiLM after every batch norm, driven by a `LambdaEncoding` of λ). The
+    conditioning options: `film_form` (`reference`, the paper's FiLM; `identity`, FiLM
+    centred at γ = 1, β = 0, so the network starts as the unconditioned one) and
+    `shortcut_film` (FiLM also after the projection shortcuts' norms; the paper's ResNet
+    has none there). `block`, `stem_channels` and `stages` ((channels, blocks, stride) per stage)
     describe the architecture.
     """
 
@@ -49,11 +53,15 @@ class OATNetwork(keras.Model):
         lam_grid=S1,
         encoding_seed=0,
         synchronized_bn=False,
+        film_form="reference",
+        shortcut_film=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if block not in BLOCKS:
             raise ValueError(f"unknown block {block!r}; choose one of {list(BLOCKS)}.")
+        if film_form not in FILM_FORMS:
+            raise ValueError(f"unknown FiLM form {film_form!r}; choose one of {list(FILM_FORMS)}.")
         self.block = block
         self.stem_channels = int(stem_channels)
         self.stages = tuple((int(c), int(n), int(s)) for c, n, s in stages)
@@ -64,8 +72,10 @@ class OATNetwork(keras.Model):
         self.encoding_kind, self.encoding_dim, self.encoding_seed = encoding, int(encoding_dim), int(encoding_seed)
         self.lam_grid = validate_grid(lam_grid)
         self.synchronized_bn = bool(synchronized_bn)
+        self.film_form, self.shortcut_film = film_form, bool(shortcut_film)
 
-        norm = dict(widths=self.widths, dual=self.dual_bn, film=self.film, synchronized=self.synchronized_bn)
+        norm = dict(widths=self.widths, dual=self.dual_bn, film=self.film, synchronized=self.synchronized_bn,
+                    film_form=film_form)
         preact = block == "preact"
         self.encoding = (
             LambdaEncoding(encoding, encoding_dim, self.lam_grid, encoding_seed, name="lam_encoding")
@@ -79,7 +89,8 @@ class OATNetwork(keras.Model):
         for i, (out_channels, count, stride) in enumerate(self.stages):
             for j in range(count):
                 self.blocks.append(
-                    BLOCKS[block](channels, out_channels, stride if j == 0 else 1, norm, name=f"stage{i + 1}_block{j + 1}")
+                    BLOCKS[block](channels, out_channels, stride if j == 0 else 1, norm, self.shortcut_film,
+                                  name=f"stage{i + 1}_block{j + 1}")
                 )
                 channels = out_channels
         self.final_norm = ConditionalNorm(channels, name="final_norm", **norm) if preact else None
@@ -173,5 +184,7 @@ class OATNetwork(keras.Model):
             lam_grid=list(self.lam_grid),
             encoding_seed=self.encoding_seed,
             synchronized_bn=self.synchronized_bn,
+            film_form=self.film_form,
+            shortcut_film=self.shortcut_film,
         )
         return config

@@ -30,6 +30,7 @@ class Budget:
     num_strongest: int = 1000  # APGD-CE (100 steps) images
     eval_batch: int = 250
     saliency_images: int = 4
+    split: str = "test"  # what the evaluations measure on ("val" for choosing a recipe)
     description: str = ""
 
     @property

@@ -135,7 +135,7 @@ def write(plan, budget, runs_dir, dataset, data_dir, out, command=None):
     checked = analysis.claims(done, budget, extras)
     pending = pending_jobs(plan, budget, done)
     report = provenance(
-        data=data, dataset_split="test", budget=dict(vars(budget)), figures=written,
+        data=data, dataset_split=budget.split, budget=dict(vars(budget)), figures=written,
         pending_jobs=pending, claims=checked, bn_last_layer=layer,
         bn_statistics={f"{lam:g}": dict(mean=m.round(5).tolist(), variance=v.round(5).tolist())
                        for lam, (m, v) in sorted(stats.items())},

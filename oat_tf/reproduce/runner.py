@@ -65,7 +65,7 @@ def train(config, strategy):
 def _evaluation_spec(evaluation, config, budget, model_path):
     return dict(name=evaluation.name, lambdas=list(evaluation.lambdas), attacks=list(evaluation.attacks),
                 num_robust=evaluation.num_robust, num_clean=budget.num_clean or None, dataset=config.dataset,
-                split="test", seed=0, epsilon_255=config.epsilon_255, model_sha256=file_sha256(model_path))
+                split=budget.split, seed=0, epsilon_255=config.epsilon_255, model_sha256=file_sha256(model_path))
 
 
 def evaluation_path(run_dir, name):
@@ -82,11 +82,11 @@ def cached_evaluation(run_dir, spec):
     return None
 
 
-class TestData:
-    """The test split, loaded once per process, in the evaluation CLI's seeded order."""
+class EvaluationData:
+    """The evaluated split, loaded once per process, in the evaluation CLI's seeded order."""
 
-    def __init__(self, dataset, data_dir, num_clean):
-        self.args = (dataset, "test", data_dir or None, 0, num_clean or None)
+    def __init__(self, dataset, split, data_dir, num_clean):
+        self.args = (dataset, split, data_dir or None, 0, num_clean or None)
         self._arrays = None
 
     @property
@@ -126,7 +126,7 @@ def jobs(plan, budget):
 
 def run_plan(plan, budget, runs_dir, dataset, data_dir, strategy, after_job=None):
     """Trains and evaluates everything in `plan`, skipping finished work; calls after_job() after each job."""
-    data = TestData(dataset, data_dir, budget.num_clean)
+    data = EvaluationData(dataset, budget.split, data_dir, budget.num_clean)
     for run, evaluation in jobs(plan, budget):
         config = run_config(budget, run, runs_dir, dataset, data_dir)
         if evaluation is None:

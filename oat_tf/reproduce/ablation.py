@@ -1,0 +1,174 @@
+"""Ablations of OAT's conditioning at the `cpu` budget, measured on the validation split.
+
+One change at a time against today's recipe (the paper's FiLM, FiLM after the projection
+shortcuts' norms, a clean share of ⌈B/|S|⌉ per batch), next to the dedicated models at the
+two ends of the frontier (standard training, λ = 0, and PGD-AT at λ = 1) and the two
+equivalence checks (OAT trained on S = {0} against standard training, on S = {1} against
+PGD-AT at λ = 1). Every run is evaluated on the 5,000-image validation split (SA on all of
+it, RA under PGD-20 on the first 2,000): the test split is kept for the final report.
+"""
+
+import dataclasses
+import os
+
+from oat_tf.lambdas import S1
+from oat_tf.provenance import provenance, write_atomic, write_json
+from oat_tf.reproduce import analysis
+from oat_tf.reproduce.plan import BUDGETS, Evaluation, Run
+from oat_tf.reproduce.report import data_name, pending_jobs
+from oat_tf.reproduce.runner import completed
+
+BUDGET = dataclasses.replace(
+    BUDGETS["cpu"], name="cpu-ablation", split="val", num_clean=0, num_robust=2000,
+    description=BUDGETS["cpu"].description.split(";")[0] + "; evaluated on the 5,000-image validation split",
+)
+
+# The goal, fixed before any ablation ran (issue 13).
+SA_END_PP = 3.0  # λ = 0: SA at most this far below the standard model's
+RA_END_PP = 2.0  # λ = 1: RA at most this far below the PGD-AT (λ = 1) model's
+SPAN_SHARE = 0.7  # SA and RA spans over S1 at least this share of the dedicated models'
+EQUIVALENCE_PP = 2.0  # OAT on S = {0} / {1} within this of standard / PGD-AT (λ = 1), SA and RA
+COMPUTE_SHARE = 1.25  # training CPU time at most this multiple of today's recipe's
+
+# name → (TrainConfig fields beyond the budget's, what the change tests). The first is today's recipe.
+ABLATIONS = {
+    "oat": ({}, "today's recipe: the paper's FiLM, FiLM after the shortcut norms, clean share ⌈B/|S|⌉ = 22/128"),
+    "identity-film": (dict(film_form="identity"), "FiLM centred at the identity (γ = 1 + Δγ, β = Δβ, Δ zero at start)"),
+    "no-shortcut-film": (dict(shortcut_film=False), "no FiLM after the projection shortcuts' norms (the paper's network)"),
+    "clean-half": (dict(clean_share=0.5), "half of every batch at λ = 0 (64/128) instead of 22/128"),
+    "scalar-encoding": (dict(encoding="scalar"),
+                        "λ itself as FiLM's input: every sample trains one λ → (γ, β) map, instead of one row per grid λ"),
+}
+EQUIVALENCES = {"oat-s0": (0.0, "pgdat-lam0"), "oat-s1": (1.0, "pgdat-lam1")}
+
+
+def _evaluation(lambdas):
+    return (Evaluation("main", tuple(lambdas), (BUDGET.main_attack,), BUDGET.num_robust),)
+
+
+def build_plan(extra=None):
+    """The ordered runs: the dedicated ends, today's recipe, then each ablation and the equivalence checks.
+
+    `extra` adds {name: (fields, what it tests)} ablations (e.g. a combination chosen from the table).
+    """
+    ends = [Run(f"pgdat-lam{lam:g}", "baseline", dict(method="pgdat", lam=lam), _evaluation((lam,)))
+            for lam in (0.0, 1.0)]
+    ablations = {**ABLATIONS, **(extra or {})}
+    runs = [Run(name, "ablation", dict(method="oat", **fields), _evaluation(S1))
+            for name, (fields, _) in ablations.items()]
+    equivalences = [Run(name, "equivalence", dict(method="oat", lam_set=(lam,), eval_lambdas=(lam,)),
+                        _evaluation((lam,))) for name, (lam, _) in EQUIVALENCES.items()]
+    # Today's recipe and the first ablation come before the equivalence checks, the rest after.
+    return ends + runs[:2] + equivalences + runs[2:]
+
+
+def summarize(done):
+    """Per finished ablation: SA/RA at S1, spans, CPU-minutes, and each goal criterion; plus the equivalences."""
+    main = BUDGET.main_attack
+    standard = analysis.model_curve(done, "pgdat-lam0", main).get(0.0)
+    robust = analysis.model_curve(done, "pgdat-lam1", main).get(1.0)
+    today = done.get("oat")
+    rows = {}
+    for name, entry in done.items():
+        if entry["run"].role != "ablation":
+            continue
+        points = analysis.model_curve(done, name, main)
+        row = dict(points={f"{lam:g}": points[lam] for lam in sorted(points)},
+                   sa_span=analysis.span(points, 0), ra_span=analysis.span(points, 1),
+                   train_cpu_minutes=round(entry["train_cpu_seconds"] / 60, 1),
+                   unseen={f"{lam:g}": p for lam, p in
+                           sorted(analysis.curve(entry["evaluations"].get("unseen"), main).items())})
+        if standard and robust and 0.0 in points and 1.0 in points:
+            dedicated_sa_span, dedicated_ra_span = standard[0] - robust[0], robust[1] - standard[1]
+            row["criteria"] = {
+                "sa_at_0": points[0.0][0] >= standard[0] - SA_END_PP,
+                "ra_at_1": points[1.0][1] >= robust[1] - RA_END_PP,
+                "sa_span": row["sa_span"] >= SPAN_SHARE * dedicated_sa_span,
+                "ra_span": row["ra_span"] >= SPAN_SHARE * dedicated_ra_span,
+            }
+        if today is not None:
+            row["compute_vs_today"] = round(entry["train_cpu_seconds"] / today["train_cpu_seconds"], 2)
+            row["criteria"] = dict(row.get("criteria", {}), compute=row["compute_vs_today"] <= COMPUTE_SHARE)
+        rows[name] = row
+    equivalences = {}
+    for name, (lam, reference) in EQUIVALENCES.items():
+        oat, ref = analysis.model_curve(done, name, main).get(lam), analysis.model_curve(done, reference, main).get(lam)
+        if oat and ref:
+            equivalences[name] = dict(lam=lam, reference=reference, oat=oat, dedicated=ref,
+                                      holds=abs(oat[0] - ref[0]) <= EQUIVALENCE_PP and abs(oat[1] - ref[1]) <= EQUIVALENCE_PP)
+    return dict(standard=standard, pgdat_lam1=robust, ablations=rows, equivalences=equivalences)
+
+
+def _cell(points, lam):
+    point = points.get(f"{lam:g}")
+    return f"{point[0]:.1f} / {point[1]:.1f}" if point else "—"
+
+
+def readme(report, descriptions):
+    summary = report["summary"]
+    standard, robust = summary["standard"], summary["pgdat_lam1"]
+    lines = [
+        "# OAT conditioning ablations at the `cpu` budget (validation split)", "",
+        f"Written by `{report['command']}` at {report['time_utc']} (commit `{report['commit']}`), on "
+        f"{report['hardware']['cpu']} with {report['hardware']['cores']} cores, no GPU; TensorFlow "
+        f"{report['software']['tensorflow']}. Data: {report['data']}, **validation split** (5,000 images held out of "
+        f"the training split; the test split is not touched). Setting: {BUDGET.description}. SA on all 5,000 "
+        f"validation images, RA under {BUDGET.main_attack} (ε = 8/255) on the first {BUDGET.num_robust}: one standard "
+        "error is about 0.7 pp for SA and 0.9 pp for RA. Every number is in `ablation.json`.", "",
+    ]
+    if report["pending_jobs"]:
+        lines += [f"**Incomplete:** {len(report['pending_jobs'])} jobs have not run yet: "
+                  + "; ".join(report["pending_jobs"]) + ".", ""]
+    ends = (f"standard training {standard[0]:.1f} / {standard[1]:.1f}" if standard else "standard training —") + ", " + (
+        f"PGD-AT (λ = 1) {robust[0]:.1f} / {robust[1]:.1f}" if robust else "PGD-AT (λ = 1) —")
+    lines += [
+        "## Ablations: one change against today's recipe", "",
+        f"SA / RA in %. Dedicated models: {ends}. Goal (fixed before the runs): λ = 0 SA ≥ standard − "
+        f"{SA_END_PP:g} pp; λ = 1 RA ≥ PGD-AT's − {RA_END_PP:g} pp; SA and RA spans over S1 ≥ {SPAN_SHARE:.0%} of "
+        f"the dedicated models' (their λ = 0 and λ = 1 ends); training CPU time ≤ {COMPUTE_SHARE:g}× today's.", "",
+        "| run | change | λ = 0 | λ = 0.2 | λ = 1 | SA span | RA span | CPU-min (× today) | goal criteria met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in summary["ablations"].items():
+        criteria = row.get("criteria", {})
+        met = ", ".join(k for k, ok in criteria.items() if ok) or "none"
+        spans = [f"{row[k]:.1f}" if row[k] is not None else "—" for k in ("sa_span", "ra_span")]
+        lines.append(f"| {name} | {descriptions.get(name, '')} | {_cell(row['points'], 0)} | "
+                     f"{_cell(row['points'], 0.2)} | {_cell(row['points'], 1)} | {spans[0]} | {spans[1]} | "
+                     f"{row['train_cpu_minutes']:.1f} ({row.get('compute_vs_today', float('nan')):.2f}) | "
+                     f"{met} ({len([v for v in criteria.values() if v])}/{len(criteria)}) |")
+    lines += ["", "Every λ ∈ S1, per run (SA / RA):", "",
+              "| run | " + " | ".join(f"λ = {lam:g}" for lam in S1) + " |", "|---|" + "---|" * len(S1)]
+    for name, row in summary["ablations"].items():
+        lines.append(f"| {name} | " + " | ".join(_cell(row["points"], lam) for lam in S1) + " |")
+    lines += ["", "## Equivalence checks", "",
+              f"OAT trained with S = {{0}} against standard training and with S = {{1}} against PGD-AT at λ = 1, "
+              f"same budget; they hold when SA and RA are each within {EQUIVALENCE_PP:g} pp.", "",
+              "| run | λ | OAT | dedicated | holds |", "|---|---|---|---|---|"]
+    for name, eq in summary["equivalences"].items():
+        lines.append(f"| {name} | {eq['lam']:g} | {eq['oat'][0]:.1f} / {eq['oat'][1]:.1f} | "
+                     f"{eq['dedicated'][0]:.1f} / {eq['dedicated'][1]:.1f} ({eq['reference']}) | "
+                     f"{'yes' if eq['holds'] else 'no'} |")
+    lines += ["", "## Reproduce", "", "```bash", report["command"], "```", ""]
+    return "\n".join(lines)
+
+
+def write(plan, runs_dir, dataset, data_dir, out, command, descriptions):
+    """Writes ablation.json and README.md to `out` from what has finished in `runs_dir`."""
+    done = completed(plan, BUDGET, runs_dir, dataset, data_dir)
+    report = provenance(
+        data=data_name(dataset, data_dir), dataset_split=BUDGET.split, budget=dict(vars(BUDGET)),
+        pending_jobs=pending_jobs(plan, BUDGET, done), summary=summarize(done),
+        runs={name: dict(role=e["run"].role, config=e["config"].to_dict(),
+                         train_cpu_seconds=round(e["train_cpu_seconds"], 1), train_seconds=round(e["train_seconds"], 1),
+                         trained_utc=e["summary"].get("time_utc"), commit=e["summary"].get("commit"),
+                         evaluations={k: dict(rows=v["rows"], seconds=v["seconds"], spec=v["spec"])
+                                      for k, v in e["evaluations"].items()})
+              for name, e in done.items()},
+    )
+    report["command"] = command
+    os.makedirs(out, exist_ok=True)
+    write_json(os.path.join(out, "ablation.json"), report)
+    text = readme(report, descriptions)
+    write_atomic(os.path.join(out, "README.md"), lambda temporary: open(temporary, "w").write(text))
+    return report
