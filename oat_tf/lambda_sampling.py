@@ -37,6 +37,11 @@ class LambdaSampler:
         self.nonzero = np.asarray([v for v in self.lam_set if v > 0], np.float32)
 
     @property
+    def always_one(self):
+        """Whether every draw is λ = 1 (S = {1}), so no sample has a clean loss term."""
+        return self.lam_set == (1.0,) and not self.continuous
+
+    @property
     def num_adversarial(self):
         return self.batch_size - self.num_clean
 

@@ -190,7 +190,8 @@ class Trainer:
         seeds = tf.stack([tf.fill(tf.shape(ids), tf.cast(step, tf.int32) + config.seed * 7919), ids], axis=1)
         variables = self.model.trainable_variables
         widths = self.model.widths
-        use_clean = not (self.sampler is None and config.lam == 1.0)  # (1 − λ) = 0: skip the clean pass
+        # (1 − λ) = 0 for every sample: skip the clean pass, which would also move BN_a's statistics.
+        use_clean = not (self.sampler.always_one if self.sampler is not None else config.lam == 1.0)
         total_grads = [tf.zeros_like(v) for v in variables]
         total_loss = 0.0
         for width in widths:

@@ -217,3 +217,33 @@ def test_two_worker_processes_train_in_step(tiny_folder, tmp_path):
     assert any(not np.allclose(a, b) for a, b in zip(chief.weights, initial.weights))
     for a, b in zip(chief.weights, worker.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("lam", [0.0, 1.0])
+def test_oat_on_one_lambda_takes_the_dedicated_models_training_step(tiny_folder, tmp_path, lam):
+    """OAT with S = {λ} from the dedicated model's weights (identity FiLM: the same function) takes the
+    same step as PGD-AT at λ: the same loss, the same updated weights and the same statistics on the
+    route λ selects, and no statistics on the other. Later steps differ, since FiLM's parameters then act as a
+    second copy of the norms' affine parameters; the cpu-budget comparison is in results/ablation/."""
+    trainers = {}
+    for kind, fields in (("dedicated", dict(method="pgdat", lam=lam)),
+                         ("oat", dict(method="oat", lam_set=(lam,), eval_lambdas=(lam,), film_form="identity"))):
+        keras.utils.set_random_seed(0)
+        trainers[kind] = Trainer(tiny_config(tiny_folder, tmp_path / kind, **fields))
+    route, other = ("adversarial", "clean") if lam else ("clean", "adversarial")
+    oat_weights = {v.path.split("/", 1)[1]: v for v in trainers["oat"].model.weights}
+    pairs = [(v, oat_weights[v.path.split("/", 1)[1].replace("shared_w", f"{route}_w")])
+             for v in trainers["dedicated"].model.weights]
+    for dedicated, oat in pairs:
+        oat.assign(dedicated)
+    untouched = {path: np.asarray(v).copy() for path, v in oat_weights.items() if f"/{other}_w" in path}
+    batch = next(iter(trainers["dedicated"]._dataset(0)))
+    losses = [float(trainers[kind]._train_step(batch, tf.constant(0, tf.int64))) for kind in ("dedicated", "oat")]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    for dedicated, oat in pairs:
+        np.testing.assert_allclose(np.asarray(oat), np.asarray(dedicated), atol=1e-5, err_msg=oat.path)
+    # The other route: statistics unchanged, affine parameters moved by the L2 weight decay alone.
+    config = trainers["oat"].config
+    for path, before in untouched.items():
+        decayed = before if "moving" in path else before * (1 - config.learning_rate * config.weight_decay)
+        np.testing.assert_allclose(np.asarray(oat_weights[path]), decayed, rtol=1e-6, err_msg=path)

@@ -1,0 +1,138 @@
+"""Conditioning options (FiLM form, FiLM after shortcut norms, clean share): exactness, files, export."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from oat_tf import build_model
+from oat_tf.config import TrainConfig
+from oat_tf.export import TFLiteModel, convert, representative_dataset, write_saved_model
+from oat_tf.lambda_sampling import LambdaSampler, clean_count
+from oat_tf.layers import FiLM
+from oat_tf.lambdas import S1
+from tests.conftest import images
+
+OPTIONS = [dict(film_form="identity"), dict(shortcut_film=False), dict(film_form="identity", shortcut_film=False)]
+
+
+def _path(variable):
+    return variable.path.split("/", 1)[1]  # without the model's name
+
+
+def _copy_shared_weights(source, target):
+    """Copies every weight of `source` into the weight of `target` at the same path (convs, classifier)."""
+    by_path = {_path(v): v for v in target.weights}
+    copied = 0
+    for v in source.weights:
+        if _path(v) in by_path:
+            by_path[_path(v)].assign(v)
+            copied += 1
+    return copied
+
+
+def test_film_forms_at_initialization(rng):
+    h = rng.standard_normal((3, 4, 4, 8)).astype("float32")
+    code = rng.standard_normal((3, 16)).astype("float32")
+    identity, reference = FiLM(8, form="identity"), FiLM(8, form="reference")
+    np.testing.assert_array_equal(identity(h, code), h)
+    assert np.abs(np.asarray(reference(h, code)) - h).max() > 0.1
+    assert identity.get_config()["form"] == "identity"
+    with pytest.raises(ValueError, match="unknown FiLM form"):
+        FiLM(8, form="centred")
+
+
+@pytest.mark.parametrize("variant", ["oat", "oats"])
+def test_identity_film_network_is_the_unconditioned_network_at_initialization(rng, variant):
+    plain = build_model("resnet20", "plain" if variant == "oat" else "slimmable", width_multiplier=0.25)
+    oat = build_model("resnet20", variant, width_multiplier=0.25, film_form="identity")
+    assert _copy_shared_weights(plain, oat) == sum("kernel" in _path(v) or "bias" in _path(v) for v in plain.weights)
+    x = images(rng, 6)
+    for width in oat.widths:
+        expected = np.asarray(plain(x, width=width, training=False))
+        mixed = np.array([0.0, 0.1, 0.0, 0.35, 1.0, 0.2], "float32")
+        np.testing.assert_allclose(oat({"image": x, "lam": mixed}, width=width), expected, atol=1e-5)
+        # In training mode each route normalizes with its own batch statistics: one route at a time.
+        expected = np.asarray(plain(x, width=width, training=True))
+        for lam in (0.0, 0.3, 1.0):
+            got = oat({"image": x, "lam": np.full(6, lam, "float32")}, width=width, training=True)
+            np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_shortcut_film_option_removes_only_the_shortcut_modulation():
+    with_film, without = (build_model("resnet20", "oat", width_multiplier=0.25, shortcut_film=s) for s in (True, False))
+    film_paths = lambda m: {_path(v) for v in m.weights if "/film/" in v.path}  # noqa: E731
+    removed = film_paths(with_film) - film_paths(without)
+    assert removed and all("shortcut_norm" in p for p in removed)
+    assert not film_paths(without) - film_paths(with_film)
+    assert any("shortcut_norm/bn" in _path(v) for v in without.weights)  # the norm itself stays
+    with pytest.raises(ValueError, match="unknown FiLM form"):
+        build_model("resnet20", "oat", film_form="centred")
+
+
+def _perturbed(model, seed=0):
+    """The model with random FiLM outputs and distinct BN_c / BN_a statistics, so λ and its route matter."""
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        if "gamma_kernel" in v.path or "beta_kernel" in v.path:
+            v.assign(rng.normal(0, 0.05, v.shape).astype("float32"))
+        if "adversarial" in v.path and "moving_mean" in v.path:
+            v.assign(rng.normal(0, 0.5, v.shape).astype("float32"))
+    return model
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_options_round_trip_through_keras_files(tmp_path, rng, options):
+    model = _perturbed(build_model("resnet20", "oats", width_multiplier=0.25, **options))
+    inputs = {"image": images(rng, 4), "lam": np.array([0.0, 0.15, 0.4, 1.0], "float32")}
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.get_config() == model.get_config()
+    for key, value in options.items():
+        assert loaded.get_config()[key] == value
+    for width in model.widths:
+        np.testing.assert_array_equal(loaded(inputs, width=width), model(inputs, width=width))
+
+
+@pytest.mark.parametrize("options", OPTIONS[-1:], ids=["identity,no-shortcut-film"])
+def test_options_export_with_parity_and_lambda_routing(tmp_path, rng, options):
+    model = _perturbed(build_model("resnet20", "oats", width_multiplier=0.25, **options))
+    width = 0.5
+    saved = str(tmp_path / "saved_model")
+    write_saved_model(model, saved, [width])
+    x = images(rng, 16)
+    lambdas = (0.0, 0.001, 0.01, 0.2, 1.0)
+    reference = {lam: np.asarray(model({"image": x, "lam": np.full(16, lam, "float32")}, width=width))
+                 for lam in lambdas}
+    assert np.abs(reference[0.0] - reference[0.001]).max() > 0.05  # the two routes differ
+    float32 = TFLiteModel(convert(saved, "float32"))
+    for lam in lambdas:
+        np.testing.assert_allclose(float32(x, lam), reference[lam], atol=1e-4)
+    calibration = representative_dataset(images(rng, 32), S1, count=32)
+    int8 = TFLiteModel(convert(saved, "int8", representative=calibration))
+    for lam, other in ((0.0, 0.001), (0.001, 0.0), (0.01, 0.0), (1.0, 0.0)):
+        out = int8(x, lam)
+        own, wrong = np.abs(out - reference[lam]).mean(), np.abs(out - reference[other]).mean()
+        assert own < wrong, f"int8 λ={lam}: {own:.4f} vs other route {wrong:.4f}"
+
+
+def test_clean_share_sets_the_lambda_zero_samples_per_batch():
+    assert clean_count(128, S1) == 22 and clean_count(128, S1, clean_share=0.5) == 64
+    assert clean_count(128, S1, clean_share=0.001) == 1 and clean_count(128, S1, clean_share=0.999) == 127
+    lam = np.asarray(LambdaSampler(S1, 64, clean_share=0.25)(tf.constant([1, 2], tf.int64)))
+    assert (lam[:16] == 0).all() and (lam[16:] > 0).all()
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (dict(film_form="centred"), "unknown film_form"),
+        (dict(clean_share=1.0), r"clean_share must lie in \(0, 1\)"),
+        (dict(clean_share=float("nan")), r"clean_share must lie in \(0, 1\)"),
+        (dict(clean_share=0.5, lam_set=(0.5, 1.0)), "needs a lam_set with 0"),
+    ],
+)
+def test_bad_conditioning_configuration(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(method="oat", run_dir="unused", **overrides).validate()
