@@ -35,6 +35,7 @@ class TrainConfig:
     film_form: str = "reference"  # FiLM as in the paper's code, or "identity" (centred at γ = 1, β = 0)
     shortcut_film: bool = True  # FiLM also after the projection shortcuts' norms (the paper's ResNet: no)
     clean_share: float = None  # OAT(S): share of λ = 0 samples per batch (None: ⌈B/|S|⌉, the reference code's)
+    film_lr_scale: float = 1.0  # learning rate of FiLM's MLPs relative to the other weights
     lam: float = 1.0  # PGD-AT(S): the fixed λ
     lam_set: tuple = S1  # OAT(S): the λ set sampled per sample
     continuous_lam: bool = False
@@ -101,6 +102,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least {low}, got {value}.")
         if not self.learning_rate > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ValueError("learning_rate must be > 0, weight_decay ≥ 0 and momentum in [0, 1).")
+        if not self.film_lr_scale > 0:
+            raise ValueError(f"film_lr_scale must be > 0, got {self.film_lr_scale}.")
         build_attack(self.train_attack), build_attack(self.eval_attack)
         if not self.run_dir:
             raise ValueError("run_dir must be set.")

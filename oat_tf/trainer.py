@@ -176,6 +176,9 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.run_dir, "checkpoints"), max_to_keep=2)
         self.resumed_from = self.manager.restore_or_initialize()
         self.writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
+        # Per-variable learning-rate factors (SGD with momentum is linear in the gradient): FiLM's MLPs
+        # may learn faster than the shared weights.
+        self.lr_scales = [config.film_lr_scale if "/film/" in v.path else 1.0 for v in self.model.trainable_variables]
         self._train_step = tf.function(self._distributed_step)
 
     def _replica_step(self, images, labels, ids, step):
@@ -213,6 +216,7 @@ class Trainer:
         # L2 weight decay in the gradient; the optimizer sums gradients over replicas.
         decay = config.weight_decay / replica.num_replicas_in_sync
         total_grads = [g + decay * v for g, v in zip(total_grads, variables)]
+        total_grads = [g if scale == 1.0 else g * scale for g, scale in zip(total_grads, self.lr_scales)]
         self.optimizer.apply_gradients(zip(total_grads, variables))
         return total_loss
 

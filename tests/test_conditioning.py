@@ -131,6 +131,7 @@ def test_clean_share_sets_the_lambda_zero_samples_per_batch():
         (dict(clean_share=1.0), r"clean_share must lie in \(0, 1\)"),
         (dict(clean_share=float("nan")), r"clean_share must lie in \(0, 1\)"),
         (dict(clean_share=0.5, lam_set=(0.5, 1.0)), "needs a lam_set with 0"),
+        (dict(film_lr_scale=0.0), "film_lr_scale must be > 0"),
     ],
 )
 def test_bad_conditioning_configuration(overrides, match):

@@ -247,3 +247,18 @@ def test_oat_on_one_lambda_takes_the_dedicated_models_training_step(tiny_folder,
     for path, before in untouched.items():
         decayed = before if "moving" in path else before * (1 - config.learning_rate * config.weight_decay)
         np.testing.assert_allclose(np.asarray(oat_weights[path]), decayed, rtol=1e-6, err_msg=path)
+
+
+def test_film_learning_rate_scale_multiplies_only_film_updates(tiny_folder, tmp_path):
+    updates = []
+    for scale in (1.0, 5.0):
+        keras.utils.set_random_seed(0)
+        trainer = Trainer(tiny_config(tiny_folder, tmp_path / str(scale), film_form="identity", film_lr_scale=scale))
+        before = [np.asarray(v).copy() for v in trainer.model.trainable_variables]
+        trainer._train_step(next(iter(trainer._dataset(0))), tf.constant(0, tf.int64))
+        updates.append({v.path: np.asarray(v) - b for v, b in zip(trainer.model.trainable_variables, before)})
+    film = [path for path in updates[0] if "/film/" in path]
+    assert film and any(np.abs(updates[0][path]).max() > 0 for path in film)
+    for path, update in updates[0].items():
+        expected = 5.0 * update if "/film/" in path else update
+        np.testing.assert_allclose(updates[1][path], expected, rtol=1e-4, atol=1e-7, err_msg=path)

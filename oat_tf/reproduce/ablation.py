@@ -36,6 +36,7 @@ ABLATIONS = {
     "identity-film": (dict(film_form="identity"), "FiLM centred at the identity (γ = 1 + Δγ, β = Δβ, Δ zero at start)"),
     "no-shortcut-film": (dict(shortcut_film=False), "no FiLM after the projection shortcuts' norms (the paper's network)"),
     "clean-half": (dict(clean_share=0.5), "half of every batch at λ = 0 (64/128) instead of 22/128"),
+    "film-lr5": (dict(film_lr_scale=5.0), "FiLM's MLPs learn 5× faster than the shared weights"),
     "scalar-encoding": (dict(encoding="scalar"),
                         "λ itself as FiLM's input: every sample trains one λ → (γ, β) map, instead of one row per grid λ"),
 }
