@@ -112,6 +112,12 @@ class TrainConfig:
     def to_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
+    @classmethod
+    def stored_dict(cls, stored):
+        """A config.json's dict completed with the defaults of fields added since it was written."""
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        return {**{k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}, **stored}
+
 
 def preset(name, dataset="cifar10"):
     """`paper`: the paper's setting. `cpu`: a half-width ResNet-20 on a 10k-image subset for a few

@@ -102,15 +102,13 @@ def _check_resume(config, run_dir):
     path = os.path.join(run_dir, "config.json")
     if os.path.exists(path):
         with open(path) as f:
-            stored = json.load(f)
+            stored = TrainConfig.stored_dict(json.load(f))
         current = config.to_dict()
-        # A field missing from an older run's config.json had its default then.
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-        changed = [k for k in MODEL_FIELDS if stored.get(k, defaults[k]) != current[k]]
+        changed = [k for k in MODEL_FIELDS if stored[k] != current[k]]
         if changed:
             raise ValueError(
                 f"{run_dir!r} holds a run with a different {', '.join(changed)} "
-                f"({', '.join(f'{k}={stored.get(k, defaults[k])!r}' for k in changed)}); use another run_dir."
+                f"({', '.join(f'{k}={stored[k]!r}' for k in changed)}); use another run_dir."
             )
     write_json(path, config.to_dict())
 

@@ -100,6 +100,14 @@ def test_unwritable_run_dir_and_inconsistent_resume(tiny_folder, tmp_path):
     Trainer(tiny_config(tiny_folder, tmp_path / "run"))  # records its config
     with pytest.raises(ValueError, match="different model"):
         Trainer(tiny_config(tiny_folder, tmp_path / "run", model="resnet32"))
+    # A run recorded before the conditioning options existed had their defaults: it resumes with them only.
+    path = tmp_path / "run" / "config.json"
+    older = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("film_form", "shortcut_film")}
+    path.write_text(json.dumps(older))
+    Trainer(tiny_config(tiny_folder, tmp_path / "run"))
+    path.write_text(json.dumps(older))
+    with pytest.raises(ValueError, match="different film_form"):
+        Trainer(tiny_config(tiny_folder, tmp_path / "run", film_form="identity"))
 
 
 @pytest.mark.parametrize("method", ["oat", "oats", "pgdat", "pgdats"])

@@ -43,7 +43,8 @@ def trained_summary(config):
         return None
     with open(path) as f:
         summary = json.load(f)
-    stored, wanted = _experiment_fields(summary["config"]), _experiment_fields(config.to_dict())
+    stored = _experiment_fields(TrainConfig.stored_dict(summary["config"]))
+    wanted = _experiment_fields(config.to_dict())
     if stored != wanted:
         changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
         raise ValueError(f"{config.run_dir!r} holds a finished run with other settings ({', '.join(changed)}); "
