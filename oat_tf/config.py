@@ -36,6 +36,7 @@ class TrainConfig:
     shortcut_film: bool = True  # FiLM also after the projection shortcuts' norms (the paper's ResNet: no)
     clean_share: float = None  # OAT(S): share of λ = 0 samples per batch (None: ⌈B/|S|⌉, the reference code's)
     film_lr_scale: float = 1.0  # learning rate of FiLM's MLPs relative to the other weights
+    joint_forward: bool = False  # one training pass over clean and adversarial images (one BN_a batch statistic)
     lam: float = 1.0  # PGD-AT(S): the fixed λ
     lam_set: tuple = S1  # OAT(S): the λ set sampled per sample
     continuous_lam: bool = False

@@ -200,11 +200,20 @@ class Trainer:
                 x_adv = self.attack(self.model, images[n:], labels[n:], lam[n:], width=width, seeds=seeds[n:])
             with tf.GradientTape() as tape:
                 per_sample = tf.zeros([self.local_batch])
+                if use_clean and n < self.local_batch and config.joint_forward:
+                    # One pass over the clean and adversarial images: BN_a normalizes both with one set
+                    # of batch statistics, as its moving statistics (their mixture) do at inference.
+                    both = self.model({"image": tf.concat([images, x_adv], 0), "lam": tf.concat([lam, lam[n:]], 0)},
+                                      width=width, training=True)
+                    logits, logits_adv = both[: self.local_batch], both[self.local_batch :]
+                else:
+                    if use_clean:
+                        logits = self.model({"image": images, "lam": lam}, width=width, training=True)
+                    if n < self.local_batch:
+                        logits_adv = self.model({"image": x_adv, "lam": lam[n:]}, width=width, training=True)
                 if use_clean:
-                    logits = self.model({"image": images, "lam": lam}, width=width, training=True)
                     per_sample += (1.0 - lam) * keras.losses.sparse_categorical_crossentropy(labels, logits, True)
                 if n < self.local_batch:
-                    logits_adv = self.model({"image": x_adv, "lam": lam[n:]}, width=width, training=True)
                     adv_loss = lam[n:] * keras.losses.sparse_categorical_crossentropy(labels[n:], logits_adv, True)
                     per_sample += tf.concat([tf.zeros([n]), adv_loss], axis=0)
                 loss = tf.reduce_sum(per_sample) / (config.batch_size * len(widths))

@@ -270,3 +270,19 @@ def test_film_learning_rate_scale_multiplies_only_film_updates(tiny_folder, tmp_
     for path, update in updates[0].items():
         expected = 5.0 * update if "/film/" in path else update
         np.testing.assert_allclose(updates[1][path], expected, rtol=1e-4, atol=1e-7, err_msg=path)
+
+
+def test_joint_forward_computes_the_same_loss_with_one_statistics_update(tiny_folder, tmp_path):
+    """With ε = 0 the adversarial images are the clean ones, so one joint pass normalizes each route with
+    the same batch statistics as the two separate passes: the same loss. BN_a's moving statistics then
+    take one update instead of two: 0.1·μ against (1 − 0.9²)·μ from zero."""
+    results = {}
+    for joint in (False, True):
+        keras.utils.set_random_seed(0)
+        trainer = Trainer(tiny_config(tiny_folder, tmp_path / str(joint), joint_forward=joint, epsilon_255=0.0))
+        loss = float(trainer._train_step(next(iter(trainer._dataset(0))), tf.constant(0, tf.int64)))
+        mean = next(v for v in trainer.model.weights if v.path.endswith("stem_norm/bn/adversarial_w1_moving_mean"))
+        results[joint] = loss, np.asarray(mean)
+    np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-5)
+    np.testing.assert_allclose(results[True][1], results[False][1] * 0.1 / 0.19, rtol=1e-4, atol=1e-7)
+    assert np.abs(results[True][1]).max() > 1e-3

@@ -31,6 +31,8 @@ for name, kind, help_text in [
     ("shortcut_film", "bool", "FiLM also after the projection shortcuts' norms (the paper's ResNet: no)."),
     ("clean_share", "float", "OAT(S): share of λ = 0 samples per batch (default ⌈B/|S|⌉, the reference's)."),
     ("film_lr_scale", "float", "Learning rate of FiLM's MLPs relative to the other weights (default 1)."),
+    ("joint_forward", "bool", "One training pass over clean and adversarial images, so that BN_a normalizes both "
+                              "with one batch statistic, as its moving statistics do at inference."),
     ("lam", "float", "PGD-AT(S) fixed λ."),
     ("epochs", "integer", "Epochs."), ("batch_size", "integer", "Global batch size."),
     ("learning_rate", "float", "Initial learning rate (cosine decay)."), ("momentum", "float", "SGD momentum."),
@@ -48,7 +50,7 @@ def config_from_flags():
     values = dict(preset(FLAGS.preset, FLAGS.dataset), method=FLAGS.method, dataset=FLAGS.dataset,
                   data_dir=FLAGS.data_dir or "")
     for name in ("model", "width_multiplier", "encoding", "film_form", "shortcut_film", "clean_share", "film_lr_scale",
-                 "lam", "epochs",
+                 "joint_forward", "lam", "epochs",
                  "batch_size", "learning_rate", "momentum",
                  "weight_decay", "train_attack", "epsilon_255", "train_examples", "validation_size", "eval_every",
                  "eval_examples", "eval_attack", "xla", "seed", "continuous_lam", "normal_bn"):

@@ -37,6 +37,10 @@ ABLATIONS = {
     "no-shortcut-film": (dict(shortcut_film=False), "no FiLM after the projection shortcuts' norms (the paper's network)"),
     "clean-half": (dict(clean_share=0.5), "half of every batch at λ = 0 (64/128) instead of 22/128"),
     "film-lr5": (dict(film_lr_scale=5.0), "FiLM's MLPs learn 5× faster than the shared weights"),
+    "joint-forward": (dict(joint_forward=True), "one training pass over clean and adversarial images: BN_a "
+                      "normalizes both with one batch statistic, as its moving statistics do at inference"),
+    "lam-ends": (dict(lam_set=(0.0, 1.0)), "train on S = {0, 1} only (half of each batch at each end); "
+                 "the λ between them get interpolated FiLM codes"),
     "scalar-encoding": (dict(encoding="scalar"),
                         "λ itself as FiLM's input: every sample trains one λ → (γ, β) map, instead of one row per grid λ"),
 }
