@@ -125,13 +125,15 @@ def test_apgd_checkpoints_follow_the_paper():
 
 def test_attack_strength_ordering_on_a_trained_model(trained_model, cifar10):
     x, y = cifar10["test"]
+    # The model learned: its SA is about 0.31 (5,000 test images); on 1,000 images the standard error
+    # is 0.015, so 0.25 is 4 standard errors below it (and 10 above chance, 0.1).
+    assert accuracy(trained_model, x[:1000], y[:1000], np.zeros(1000, "float32")) > 0.25
     x, y = x[:128], y[:128]
     lam = np.zeros(len(y), "float32")
     eps = 2 / 255  # small enough that this standard-trained model keeps some robust accuracy
     sa = accuracy(trained_model, x, y, lam)
     ra = {name: accuracy(trained_model, build_attack(name, epsilon=eps)(trained_model, x, y, lam), y, lam)
           for name in ("fgsm", "pgd7", "pgd20", "apgd-ce")}
-    assert sa > 0.25  # chance is 0.1
     assert 0.0 < ra["pgd20"] <= ra["pgd7"] <= ra["fgsm"] < sa
     assert ra["apgd-ce"] <= ra["pgd20"] + 0.02, ra
 
