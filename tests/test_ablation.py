@@ -49,5 +49,5 @@ def test_summary_checks_each_goal_criterion():
     assert summary["equivalences"]["oat-s0"]["holds"] and not summary["equivalences"]["oat-s1"]["holds"]
     text = ablation.readme(dict(summary=summary, command="python experiments/ablate.py", time_utc="t", commit="c",
                                 hardware=dict(cpu="cpu", cores=2), software=dict(tensorflow="2.21"),
-                                data="CIFAR-10 (JPEG copy)", pending_jobs=[]), {"good": "a change"})
-    assert "| good | a change | 57.5 / 6.0 |" in text and "(5/5)" in text and "| oat-s1 | 1 |" in text
+                                data="CIFAR-10 (JPEG copy)", pending_jobs=[]), {"good": "a change |S|"})
+    assert "| good | a change \\|S\\| | 57.5 / 6.0 |" in text and "(5/5)" in text and "| oat-s1 | 1 |" in text

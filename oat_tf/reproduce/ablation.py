@@ -138,7 +138,8 @@ def readme(report, descriptions):
         criteria = row.get("criteria", {})
         met = ", ".join(k for k, ok in criteria.items() if ok) or "none"
         spans = [f"{row[k]:.1f}" if row[k] is not None else "—" for k in ("sa_span", "ra_span")]
-        lines.append(f"| {name} | {descriptions.get(name, '')} | {_cell(row['points'], 0)} | "
+        what = descriptions.get(name, "").replace("|", "\\|")
+        lines.append(f"| {name} | {what} | {_cell(row['points'], 0)} | "
                      f"{_cell(row['points'], 0.2)} | {_cell(row['points'], 1)} | {spans[0]} | {spans[1]} | "
                      f"{row['train_cpu_minutes']:.1f} ({row.get('compute_vs_today', float('nan')):.2f}) | "
                      f"{met} ({len([v for v in criteria.values() if v])}/{len(criteria)}) |")
