@@ -34,6 +34,7 @@ class TrainConfig:
     encoding: str = "orthogonal"
     film_form: str = "reference"  # FiLM as in the paper's code, or "identity" (centred at γ = 1, β = 0)
     shortcut_film: bool = True  # FiLM also after the projection shortcuts' norms (the paper's ResNet: no)
+    private_share: float = 0.0  # share of channels private to the clean end (gate 1 − λ), as many to the robust end (λ)
     clean_share: float = None  # OAT(S): share of λ = 0 samples per batch (None: ⌈B/|S|⌉, the reference code's)
     film_lr_scale: float = 1.0  # learning rate of FiLM's MLPs relative to the other weights
     joint_forward: bool = False  # one training pass over clean and adversarial images (one BN_a batch statistic)
@@ -85,6 +86,9 @@ class TrainConfig:
         self.lam_set = validate_grid(self.lam_set, "lam_set")
         if self.film_form not in FILM_FORMS:
             raise ValueError(f"unknown film_form {self.film_form!r}; choose one of {list(FILM_FORMS)}.")
+        if not 0.0 <= self.private_share <= 0.5 or (self.private_share and not self.conditioned):
+            raise ValueError(f"private_share must lie in [0, 0.5] and needs a λ-conditioned method (oat, oats), "
+                             f"got {self.private_share} with {self.method!r}.")
         if self.clean_share is not None:
             if math.isnan(self.clean_share) or not 0.0 < self.clean_share < 1.0:
                 raise ValueError(f"clean_share must lie in (0, 1), got {self.clean_share}.")

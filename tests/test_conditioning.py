@@ -9,11 +9,13 @@ from oat_tf import build_model
 from oat_tf.config import TrainConfig
 from oat_tf.export import TFLiteModel, convert, representative_dataset, write_saved_model
 from oat_tf.lambda_sampling import LambdaSampler, clean_count
-from oat_tf.layers import FiLM
+from oat_tf.layers import FiLM, LambdaChannelGate
+from oat_tf.layers.channel_gate import private_masks
 from oat_tf.lambdas import S1
 from tests.conftest import images
 
-OPTIONS = [dict(film_form="identity"), dict(shortcut_film=False), dict(film_form="identity", shortcut_film=False)]
+OPTIONS = [dict(film_form="identity"), dict(shortcut_film=False), dict(private_share=0.25),
+           dict(film_form="identity", shortcut_film=False, private_share=0.25)]
 
 
 def _path(variable):
@@ -95,7 +97,7 @@ def test_options_round_trip_through_keras_files(tmp_path, rng, options):
         np.testing.assert_array_equal(loaded(inputs, width=width), model(inputs, width=width))
 
 
-@pytest.mark.parametrize("options", OPTIONS[-1:], ids=["identity,no-shortcut-film"])
+@pytest.mark.parametrize("options", OPTIONS[-1:], ids=["identity,no-shortcut-film,private-quarter"])
 def test_options_export_with_parity_and_lambda_routing(tmp_path, rng, options):
     model = _perturbed(build_model("resnet20", "oats", width_multiplier=0.25, **options))
     width = 0.5
@@ -117,6 +119,31 @@ def test_options_export_with_parity_and_lambda_routing(tmp_path, rng, options):
         assert own < wrong, f"int8 λ={lam}: {own:.4f} vs other route {wrong:.4f}"
 
 
+def test_channel_gate_keeps_private_channels_for_each_end():
+    clean, robust = private_masks(16, 0.25)
+    assert clean.sum() == robust.sum() == 4 and not (clean * robust).any()
+    assert private_masks(8, 0.25)[0].sum() == 2  # a slimmed prefix keeps the proportions
+    gate = np.asarray(LambdaChannelGate(16, 0.25, widths=(0.5, 1.0))(np.array([0.0, 0.4, 1.0], "float32")))
+    np.testing.assert_allclose(gate[:, clean > 0], [[1] * 4, [0.6] * 4, [0] * 4], atol=1e-7)
+    np.testing.assert_allclose(gate[:, robust > 0], [[0] * 4, [0.4] * 4, [1] * 4], atol=1e-7)
+    np.testing.assert_array_equal(gate[:, (clean + robust) == 0], 1.0)
+    assert LambdaChannelGate(16, 0.25, widths=(0.5, 1.0))(np.zeros(2, "float32"), width=0.5).shape == (2, 8)
+    with pytest.raises(ValueError, match=r"\(0, 0.5\]"):
+        LambdaChannelGate(16, 0.6)
+
+
+@pytest.mark.parametrize("lam,private", [(1.0, "clean"), (0.0, "robust")])
+def test_private_channels_get_no_gradient_from_the_other_end(rng, lam, private):
+    model = build_model("resnet20", "oat", width_multiplier=0.25, private_share=0.25)
+    stem = next(v for v in model.trainable_weights if v.path.endswith("stem/kernel"))
+    mask = private_masks(stem.shape[-1], 0.25)[0 if private == "clean" else 1] > 0
+    inputs = {"image": images(rng, 4), "lam": np.full(4, lam, "float32")}
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(inputs, training=True) ** 2)
+    grad = np.asarray(tape.gradient(loss, stem))
+    assert not grad[..., mask].any() and grad[..., ~mask].any()
+
+
 def test_clean_share_sets_the_lambda_zero_samples_per_batch():
     assert clean_count(128, S1) == 22 and clean_count(128, S1, clean_share=0.5) == 64
     assert clean_count(128, S1, clean_share=0.001) == 1 and clean_count(128, S1, clean_share=0.999) == 127
@@ -132,8 +159,10 @@ def test_clean_share_sets_the_lambda_zero_samples_per_batch():
         (dict(clean_share=float("nan")), r"clean_share must lie in \(0, 1\)"),
         (dict(clean_share=0.5, lam_set=(0.5, 1.0)), "needs a lam_set with 0"),
         (dict(film_lr_scale=0.0), "film_lr_scale must be > 0"),
+        (dict(private_share=0.6), r"private_share must lie in \[0, 0.5\]"),
+        (dict(private_share=0.25, method="pgdat"), "needs a λ-conditioned method"),
     ],
 )
 def test_bad_conditioning_configuration(overrides, match):
     with pytest.raises(ValueError, match=match):
-        TrainConfig(method="oat", run_dir="unused", **overrides).validate()
+        TrainConfig(**dict(dict(method="oat", run_dir="unused"), **overrides)).validate()

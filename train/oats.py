@@ -29,6 +29,8 @@ for name, kind, help_text in [
     ("encoding", "string", "λ encoding: orthogonal, onehot, dct, scalar."),
     ("film_form", "string", "FiLM form: reference (the paper's) or identity (centred at γ = 1, β = 0)."),
     ("shortcut_film", "bool", "FiLM also after the projection shortcuts' norms (the paper's ResNet: no)."),
+    ("private_share", "float", "Share of channels private to the clean end (gated by 1 − λ), and as many to the "
+                               "robust end (gated by λ); default 0."),
     ("clean_share", "float", "OAT(S): share of λ = 0 samples per batch (default ⌈B/|S|⌉, the reference's)."),
     ("film_lr_scale", "float", "Learning rate of FiLM's MLPs relative to the other weights (default 1)."),
     ("joint_forward", "bool", "One training pass over clean and adversarial images, so that BN_a normalizes both "
@@ -49,7 +51,8 @@ for name, kind, help_text in [
 def config_from_flags():
     values = dict(preset(FLAGS.preset, FLAGS.dataset), method=FLAGS.method, dataset=FLAGS.dataset,
                   data_dir=FLAGS.data_dir or "")
-    for name in ("model", "width_multiplier", "encoding", "film_form", "shortcut_film", "clean_share", "film_lr_scale",
+    for name in ("model", "width_multiplier", "encoding", "film_form", "shortcut_film", "private_share", "clean_share",
+                 "film_lr_scale",
                  "joint_forward", "lam", "epochs",
                  "batch_size", "learning_rate", "momentum",
                  "weight_decay", "train_attack", "epsilon_255", "train_examples", "validation_size", "eval_every",

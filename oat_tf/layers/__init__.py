@@ -1,5 +1,6 @@
 """Keras layers for λ-conditioned, width-slimmable networks."""
 
+from oat_tf.layers.channel_gate import LambdaChannelGate
 from oat_tf.layers.conditional_norm import ConditionalNorm
 from oat_tf.layers.dual_batch_norm import DualBatchNorm
 from oat_tf.layers.film import FiLM
@@ -10,6 +11,7 @@ from oat_tf.layers.slimming import channels_at
 
 __all__ = [
     "ConditionalNorm",
+    "LambdaChannelGate",
     "DualBatchNorm",
     "ENCODINGS",
     "FiLM",

@@ -1,22 +1,26 @@
-"""The normalization unit that follows every convolution: λ-routed batch norm, then FiLM."""
+"""The normalization unit that follows every convolution: λ-routed batch norm, FiLM, channel gate."""
 
 import keras
+from keras import ops
 
+from oat_tf.layers.channel_gate import LambdaChannelGate
 from oat_tf.layers.dual_batch_norm import DualBatchNorm, per_sample_affine
 from oat_tf.layers.film import FiLM
 
 
 @keras.saving.register_keras_serializable(package="oat_tf")
 class ConditionalNorm(keras.layers.Layer):
-    """h = FiLM(DualBatchNorm(x, adversarial), code), or the batch norm alone with `film=False`.
+    """h = FiLM(DualBatchNorm(x, adversarial), code) · g(λ), or the batch norm alone with `film=False`.
 
-    Inputs: x (B, ..., C_α), the λ code (B, D) (unused without FiLM) and the per-sample
-    adversarial flags (B,) (unused with `dual=False`). Output: the shape of x. `film_form`
-    is the FiLM layer's `form` (`reference` or `identity`).
+    Inputs: x (B, ..., C_α), the λ code (B, D) (unused without FiLM), the per-sample
+    adversarial flags (B,) (unused with `dual=False`) and λ (B,) (used only with a
+    `private_share`). Output: the shape of x. `film_form` is the FiLM layer's `form`
+    (`reference` or `identity`); `private_share` > 0 adds a `LambdaChannelGate` g(λ) that
+    keeps that share of the channels for the clean end and as many for the robust end.
     """
 
     def __init__(self, channels, widths=(1.0,), dual=True, film=True, synchronized=False, film_form="reference",
-                 **kwargs):
+                 private_share=0.0, **kwargs):
         super().__init__(**kwargs)
         self.channels = int(channels)
         self.widths = tuple(widths)
@@ -24,8 +28,10 @@ class ConditionalNorm(keras.layers.Layer):
         self.film = bool(film)
         self.synchronized = bool(synchronized)
         self.film_form = film_form
+        self.private_share = float(private_share)
         self.norm = DualBatchNorm(channels, widths, dual=dual, synchronized=synchronized, name="bn")
         self.modulation = FiLM(channels, widths, form=film_form, name="film") if film else None
+        self.gate = LambdaChannelGate(channels, private_share, widths, name="gate") if private_share else None
 
     def build(self, inputs_shape, code_shape=None, adversarial_shape=None):
         # The inference path calls the sublayers' methods directly, so build them here.
@@ -33,16 +39,22 @@ class ConditionalNorm(keras.layers.Layer):
         if self.modulation is not None:
             self.modulation.build(inputs_shape, code_shape)
 
-    def call(self, inputs, code=None, adversarial=None, width=1.0, training=False):
+    def call(self, inputs, code=None, adversarial=None, width=1.0, training=False, lam=None):
         if training:
             h = self.norm(inputs, adversarial, width=width, training=True)
-            return h if self.modulation is None else self.modulation(h, code, width=width)
-        # Inference: BN and FiLM fold into one per-sample affine, γ·(s·x + t) + β = (γs)·x + (γt + β),
-        # so the λ-conditioned network costs one multiply-add per activation, like a plain BN.
+            h = h if self.modulation is None else self.modulation(h, code, width=width)
+            if self.gate is None:
+                return h
+            return h * ops.reshape(self.gate(lam, width=width), (-1,) + (1,) * (len(h.shape) - 2) + (h.shape[-1],))
+        # Inference: BN, FiLM and the gate fold into one per-sample affine, g·(γ·(s·x + t) + β) =
+        # (gγs)·x + g·(γt + β), so the λ-conditioned network costs one multiply-add per activation.
         scale, shift = self.norm.inference_affine(adversarial, width=width)
         if self.modulation is not None:
             gamma, beta = self.modulation.modulation(code, width)
             scale, shift = gamma * scale, gamma * shift + beta
+        if self.gate is not None:
+            gate = self.gate(lam, width=width)
+            scale, shift = gate * scale, gate * shift
         return per_sample_affine(inputs, scale, shift)
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
@@ -57,5 +69,6 @@ class ConditionalNorm(keras.layers.Layer):
             film=self.film,
             synchronized=self.synchronized,
             film_form=self.film_form,
+            private_share=self.private_share,
         )
         return config

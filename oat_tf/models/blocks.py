@@ -10,7 +10,7 @@ from oat_tf.layers.slimmable_conv2d import SlimmableConv2D
 class _ResidualBlock(keras.layers.Layer):
     """Shared constructor and config of the residual blocks.
 
-    `norm` holds the ConditionalNorm options (widths, dual, film, synchronized, film_form);
+    `norm` holds the ConditionalNorm options (widths, dual, film, synchronized, film_form, private_share);
     `shortcut_film` says whether FiLM also follows the norm of a projection shortcut (basic
     blocks only: a pre-activation shortcut has no norm of its own). Every block is called as block(x, code, adversarial, width=α, training=...)
     with x of shape (B, H, W, C_in,α) and returns (B, H/stride, W/stride, C_out,α).
@@ -54,8 +54,8 @@ class BasicBlock(_ResidualBlock):
         film = self.norm_options.get("film", True) and self.shortcut_film
         self.shortcut_norm = self._norm(out_channels, "shortcut_norm", film=film) if self.projects else None
 
-    def call(self, x, code=None, adversarial=None, width=1.0, training=False):
-        cond = dict(code=code, adversarial=adversarial, width=width, training=training)
+    def call(self, x, code=None, adversarial=None, width=1.0, training=False, lam=None):
+        cond = dict(code=code, adversarial=adversarial, width=width, training=training, lam=lam)
         h = ops.relu(self.norm1(self.conv1(x, width=width), **cond))
         h = self.norm2(self.conv2(h, width=width), **cond)
         skip = self.shortcut_norm(self.shortcut(x, width=width), **cond) if self.projects else x
@@ -74,8 +74,8 @@ class PreActBlock(_ResidualBlock):
         self.norm1 = self._norm(in_channels, "norm1")
         self.norm2 = self._norm(out_channels, "norm2")
 
-    def call(self, x, code=None, adversarial=None, width=1.0, training=False):
-        cond = dict(code=code, adversarial=adversarial, width=width, training=training)
+    def call(self, x, code=None, adversarial=None, width=1.0, training=False, lam=None):
+        cond = dict(code=code, adversarial=adversarial, width=width, training=training, lam=lam)
         a = ops.relu(self.norm1(x, **cond))
         skip = self.shortcut(a, width=width) if self.projects else x
         h = ops.relu(self.norm2(self.conv1(a, width=width), **cond))

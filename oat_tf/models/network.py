@@ -34,7 +34,8 @@ class OATNetwork(keras.Model):
     conditioning options: `film_form` (`reference`, the paper's FiLM; `identity`, FiLM
     centred at γ = 1, β = 0, so the network starts as the unconditioned one) and
     `shortcut_film` (FiLM also after the projection shortcuts' norms; the paper's ResNet
-    has none there). `block`, `stem_channels` and `stages` ((channels, blocks, stride) per stage)
+    has none there) and `private_share` (a share of every norm's channels private to the
+    clean end, gated by 1 − λ, and as many to the robust end, gated by λ; 0: none). `block`, `stem_channels` and `stages` ((channels, blocks, stride) per stage)
     describe the architecture.
     """
 
@@ -55,6 +56,7 @@ class OATNetwork(keras.Model):
         synchronized_bn=False,
         film_form="reference",
         shortcut_film=True,
+        private_share=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -73,9 +75,12 @@ class OATNetwork(keras.Model):
         self.lam_grid = validate_grid(lam_grid)
         self.synchronized_bn = bool(synchronized_bn)
         self.film_form, self.shortcut_film = film_form, bool(shortcut_film)
+        self.private_share = float(private_share)
+        if not 0.0 <= self.private_share <= 0.5:
+            raise ValueError(f"private_share must lie in [0, 0.5], got {private_share}.")
 
         norm = dict(widths=self.widths, dual=self.dual_bn, film=self.film, synchronized=self.synchronized_bn,
-                    film_form=film_form)
+                    film_form=film_form, private_share=self.private_share)
         preact = block == "preact"
         self.encoding = (
             LambdaEncoding(encoding, encoding_dim, self.lam_grid, encoding_seed, name="lam_encoding")
@@ -99,8 +104,8 @@ class OATNetwork(keras.Model):
 
     @property
     def conditioned(self):
-        """Whether the output depends on λ (FiLM or dual BN)."""
-        return self.film or self.dual_bn
+        """Whether the output depends on λ (FiLM, dual BN or private channels)."""
+        return self.film or self.dual_bn or self.private_share > 0
 
     def build(self, input_shape=None):
         if self.built:
@@ -157,6 +162,7 @@ class OATNetwork(keras.Model):
             adversarial=lam > 0 if self.dual_bn else None,
             width=width,
             training=training,
+            lam=lam,
         )
         x = self.stem(image, width=width)
         if self.stem_norm is not None:
@@ -186,5 +192,6 @@ class OATNetwork(keras.Model):
             synchronized_bn=self.synchronized_bn,
             film_form=self.film_form,
             shortcut_film=self.shortcut_film,
+            private_share=self.private_share,
         )
         return config

@@ -34,6 +34,8 @@ COMPUTE_SHARE = 1.25  # training CPU time at most this multiple of today's recip
 ABLATIONS = {
     "oat": ({}, "today's recipe: the paper's FiLM, FiLM after the shortcut norms, clean share ⌈B/|S|⌉ = 22/128"),
     "identity-film": (dict(film_form="identity"), "FiLM centred at the identity (γ = 1 + Δγ, β = Δβ, Δ zero at start)"),
+    "private-quarter": (dict(private_share=0.25), "a quarter of every norm's channels private to the clean end "
+                        "(gated by 1 − λ) and a quarter to the robust end (gated by λ)"),
     "no-shortcut-film": (dict(shortcut_film=False), "no FiLM after the projection shortcuts' norms (the paper's network)"),
     "clean-half": (dict(clean_share=0.5), "half of every batch at λ = 0 (64/128) instead of 22/128"),
     "film-lr5": (dict(film_lr_scale=5.0), "FiLM's MLPs learn 5× faster than the shared weights"),
@@ -63,8 +65,8 @@ def build_plan(extra=None):
             for name, (fields, _) in ablations.items()]
     equivalences = [Run(name, "equivalence", dict(method="oat", lam_set=(lam,), eval_lambdas=(lam,)),
                         _evaluation((lam,))) for name, (lam, _) in EQUIVALENCES.items()]
-    # Today's recipe and the first ablation come before the equivalence checks, the rest after.
-    return ends + runs[:2] + equivalences + runs[2:]
+    # Today's recipe and the first two ablations come before the equivalence checks, the rest after.
+    return ends + runs[:3] + equivalences + runs[3:]
 
 
 def summarize(done):
