@@ -41,11 +41,14 @@ def test_summary_checks_each_goal_criterion():
     summary = ablation.summarize(done)
     assert summary["ablations"]["oat"]["criteria"] == dict(sa_at_0=False, ra_at_1=False, sa_span=False,
                                                            ra_span=False, compute=True)
+    assert summary["ablations"]["oat"]["shortfall_pp"] == pytest.approx((57 - 45) + (23 - 20) + (14 - 0) + (17.5 - 10))
+    assert summary["best"] == "good" and summary["ablations"]["good"]["shortfall_pp"] == 0
     good = summary["ablations"]["good"]
     assert good["criteria"] == dict(sa_at_0=True, ra_at_1=True, sa_span=True, ra_span=True, compute=True)
     assert good["sa_span"] == pytest.approx(17) and good["compute_vs_today"] == pytest.approx(1.23)
     done["good"]["train_cpu_seconds"] = 760.0  # 1.27× today's recipe
     assert ablation.summarize(done)["ablations"]["good"]["criteria"]["compute"] is False
+    assert ablation.summarize(done)["best"] == "oat"  # the only run left within the compute bound
     assert summary["equivalences"]["oat-s0"]["holds"] and not summary["equivalences"]["oat-s1"]["holds"]
     text = ablation.readme(dict(summary=summary, command="python experiments/ablate.py", time_utc="t", commit="c",
                                 hardware=dict(cpu="cpu", cores=2), software=dict(tensorflow="2.21"),
