@@ -45,6 +45,7 @@ ABLATIONS = {
                       "normalizes both with one batch statistic, as its moving statistics do at inference"),
     "lam-ends": (dict(lam_set=(0.0, 1.0)), "train on S = {0, 1} only (half of each batch at each end); "
                  "the λ between them get interpolated FiLM codes"),
+    "epochs-10": (dict(epochs=10), "a diagnostic beyond the compute bound: twice the epochs (is the budget the limit?)"),
     "scalar-encoding": (dict(encoding="scalar"),
                         "λ itself as FiLM's input: every sample trains one λ → (γ, β) map, instead of one row per grid λ"),
 }
