@@ -124,14 +124,31 @@ class TrainConfig:
         return {**{k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}, **stored}
 
 
-def preset(name, dataset="cifar10"):
+# How OAT is conditioned on λ and trained. `paper`: the paper's network (reference FiLM after every
+# norm but the projection shortcuts') and sampling (⌈B/|S|⌉ clean samples). `cpu`: the recipe chosen
+# at the cpu budget on the validation split (experiments/ablate.py, results/ablation/README.md).
+RECIPES = {
+    "paper": dict(film_form="reference", shortcut_film=False, private_share=0.0, clean_share=None,
+                  film_lr_scale=1.0, joint_forward=False),
+    "cpu": dict(film_form="reference", shortcut_film=True, private_share=0.0, clean_share=None,
+                film_lr_scale=1.0, joint_forward=False),
+}
+
+
+def preset(name, dataset="cifar10", recipe=None):
     """`paper`: the paper's setting. `cpu`: a half-width ResNet-20 on a 10k-image subset for a few
     epochs with a cheap training attack (FGSM with random start, Wong et al. 2020), so that it
-    finishes in minutes on 2 cores while still showing an SA–RA trade-off."""
+    finishes in minutes on 2 cores. Each comes with its own conditioning recipe (RECIPES), or
+    `recipe` when given."""
     if name == "paper":
-        return dict(model=PAPER_MODELS.get(dataset, "resnet34"), epochs=200, batch_size=128, train_attack="pgd7",
-                    train_examples=0, eval_every=10, eval_examples=1000)
-    if name == "cpu":
-        return dict(model="resnet20", width_multiplier=0.5, epochs=5, batch_size=128, train_attack="fgsm-rs",
-                    train_examples=10000, eval_every=5, eval_examples=500, eval_attack="pgd7")
-    raise ValueError(f"unknown preset {name!r}; choose paper or cpu.")
+        values = dict(model=PAPER_MODELS.get(dataset, "resnet34"), epochs=200, batch_size=128, train_attack="pgd7",
+                      train_examples=0, eval_every=10, eval_examples=1000)
+    elif name == "cpu":
+        values = dict(model="resnet20", width_multiplier=0.5, epochs=5, batch_size=128, train_attack="fgsm-rs",
+                      train_examples=10000, eval_every=5, eval_examples=500, eval_attack="pgd7")
+    else:
+        raise ValueError(f"unknown preset {name!r}; choose paper or cpu.")
+    recipe = recipe or name
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}.")
+    return dict(values, **RECIPES[recipe])

@@ -166,3 +166,17 @@ def test_clean_share_sets_the_lambda_zero_samples_per_batch():
 def test_bad_conditioning_configuration(overrides, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**dict(dict(method="oat", run_dir="unused"), **overrides)).validate()
+
+
+def test_presets_carry_their_recipe_and_a_recipe_can_be_swapped():
+    from oat_tf.config import RECIPES, preset
+
+    assert RECIPES["paper"]["shortcut_film"] is False and RECIPES["paper"]["film_form"] == "reference"
+    for name in ("paper", "cpu"):
+        values = preset(name)
+        assert {k: values[k] for k in RECIPES[name]} == RECIPES[name]
+        TrainConfig(**dict(values, method="oats", run_dir="unused")).validate()
+    swapped = preset("cpu", recipe="paper")
+    assert {k: swapped[k] for k in RECIPES["paper"]} == RECIPES["paper"] and swapped["epochs"] == preset("cpu")["epochs"]
+    with pytest.raises(ValueError, match="unknown recipe"):
+        preset("cpu", recipe="best")

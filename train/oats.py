@@ -11,7 +11,7 @@ import sys
 
 from absl import app, flags
 
-from oat_tf.config import LAMBDA_SETS, METHODS, TrainConfig, preset
+from oat_tf.config import LAMBDA_SETS, METHODS, RECIPES, TrainConfig, preset
 from oat_tf.data import DATASETS
 
 FLAGS = flags.FLAGS
@@ -19,6 +19,8 @@ flags.DEFINE_enum("method", "oats", sorted(METHODS), "oat, oats, pgdat (fixed λ
 flags.DEFINE_enum("dataset", "cifar10", sorted(DATASETS), "Dataset.")
 flags.DEFINE_string("data_dir", None, "Image-folder tree or .tar.gz of one; default: tensorflow-datasets.")
 flags.DEFINE_enum("preset", "paper", ["paper", "cpu"], "Preset of model, epochs, attack and subset.")
+flags.DEFINE_enum("recipe", None, sorted(RECIPES), "Conditioning recipe (default: the preset's own); the "
+                  "conditioning flags below override single fields.")
 flags.DEFINE_string("run_dir", None, "Run directory (default runs/<method>-<dataset>-<preset>).")
 flags.DEFINE_string("lam_set", None, "OAT(S) λ set: S1, S2 or a comma list (default S1).")
 flags.DEFINE_bool("continuous_lam", None, "OAT(S): draw λ uniformly in (0, 1] instead of from the set.")
@@ -49,7 +51,7 @@ for name, kind, help_text in [
 
 
 def config_from_flags():
-    values = dict(preset(FLAGS.preset, FLAGS.dataset), method=FLAGS.method, dataset=FLAGS.dataset,
+    values = dict(preset(FLAGS.preset, FLAGS.dataset, FLAGS.recipe), method=FLAGS.method, dataset=FLAGS.dataset,
                   data_dir=FLAGS.data_dir or "")
     for name in ("model", "width_multiplier", "encoding", "film_form", "shortcut_film", "private_share", "clean_share",
                  "film_lr_scale",
