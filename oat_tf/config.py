@@ -35,6 +35,7 @@ class TrainConfig:
     film_form: str = "reference"  # FiLM as in the paper's code, or "identity" (centred at γ = 1, β = 0)
     shortcut_film: bool = True  # FiLM also after the projection shortcuts' norms (the paper's ResNet: no)
     private_share: float = 0.0  # share of channels private to the clean end (gate 1 − λ), as many to the robust end (λ)
+    adapter_share: float = 0.0  # λ adapters on the blocks' 3×3 convs, rank ≈ share·channels per end (0: none)
     clean_share: float = None  # OAT(S): share of λ = 0 samples per batch (None: ⌈B/|S|⌉, the reference code's)
     film_lr_scale: float = 1.0  # learning rate of FiLM's MLPs relative to the other weights
     joint_forward: bool = False  # one training pass over clean and adversarial images (one BN_a batch statistic)
@@ -89,6 +90,9 @@ class TrainConfig:
         if not 0.0 <= self.private_share <= 0.5 or (self.private_share and not self.conditioned):
             raise ValueError(f"private_share must lie in [0, 0.5] and needs a λ-conditioned method (oat, oats), "
                              f"got {self.private_share} with {self.method!r}.")
+        if not 0.0 <= self.adapter_share <= 1.0 or (self.adapter_share and not self.conditioned):
+            raise ValueError(f"adapter_share must lie in [0, 1] and needs a λ-conditioned method (oat, oats), "
+                             f"got {self.adapter_share} with {self.method!r}.")
         if self.clean_share is not None:
             if math.isnan(self.clean_share) or not 0.0 < self.clean_share < 1.0:
                 raise ValueError(f"clean_share must lie in (0, 1), got {self.clean_share}.")
@@ -128,9 +132,9 @@ class TrainConfig:
 # norm but the projection shortcuts') and sampling (⌈B/|S|⌉ clean samples). `cpu`: the recipe chosen
 # at the cpu budget on the validation split (experiments/ablate.py, results/ablation/README.md).
 RECIPES = {
-    "paper": dict(film_form="reference", shortcut_film=False, private_share=0.0, clean_share=None,
+    "paper": dict(film_form="reference", shortcut_film=False, private_share=0.0, adapter_share=0.0, clean_share=None,
                   film_lr_scale=1.0, joint_forward=False),
-    "cpu": dict(film_form="reference", shortcut_film=True, private_share=0.0, clean_share=None,
+    "cpu": dict(film_form="reference", shortcut_film=True, private_share=0.0, adapter_share=0.0, clean_share=None,
                 film_lr_scale=1.0, joint_forward=False),
 }
 

@@ -20,7 +20,7 @@ from oat_tf.provenance import provenance, write_atomic, write_json
 
 # Fields that define the trained network: a resumed run must agree on them.
 MODEL_FIELDS = ("method", "dataset", "model", "width_multiplier", "normal_bn", "encoding", "lam_set", "widths",
-                "film_form", "shortcut_film", "private_share")
+                "film_form", "shortcut_film", "private_share", "adapter_share")
 
 
 def default_strategy():
@@ -43,7 +43,7 @@ def build_run_model(config, num_classes, synchronized_bn=False):
         config.model, config.variant, num_classes=num_classes, image_size=DATASETS[config.dataset][1],
         width_multiplier=config.width_multiplier, widths=config.model_widths, encoding=config.encoding,
         lam_grid=config.lam_set, synchronized_bn=synchronized_bn, film_form=config.film_form,
-        shortcut_film=config.shortcut_film, private_share=config.private_share,
+        shortcut_film=config.shortcut_film, private_share=config.private_share, adapter_share=config.adapter_share,
     )
 
 

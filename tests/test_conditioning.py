@@ -9,13 +9,13 @@ from oat_tf import build_model
 from oat_tf.config import TrainConfig
 from oat_tf.export import TFLiteModel, convert, representative_dataset, write_saved_model
 from oat_tf.lambda_sampling import LambdaSampler, clean_count
-from oat_tf.layers import FiLM, LambdaChannelGate
+from oat_tf.layers import FiLM, LambdaAdapter, LambdaChannelGate
 from oat_tf.layers.channel_gate import private_masks
 from oat_tf.lambdas import S1
 from tests.conftest import images
 
-OPTIONS = [dict(film_form="identity"), dict(shortcut_film=False), dict(private_share=0.25),
-           dict(film_form="identity", shortcut_film=False, private_share=0.25)]
+OPTIONS = [dict(film_form="identity"), dict(shortcut_film=False), dict(private_share=0.25), dict(adapter_share=0.25),
+           dict(film_form="identity", shortcut_film=False, private_share=0.25, adapter_share=0.25)]
 
 
 def _path(variable):
@@ -78,6 +78,8 @@ def _perturbed(model, seed=0):
     for v in model.weights:
         if "gamma_kernel" in v.path or "beta_kernel" in v.path:
             v.assign(rng.normal(0, 0.05, v.shape).astype("float32"))
+        if "adapter" in v.path and "up/kernel" in v.path:
+            v.assign(rng.normal(0, 0.1, v.shape).astype("float32"))
         if "adversarial" in v.path and "moving_mean" in v.path:
             v.assign(rng.normal(0, 0.5, v.shape).astype("float32"))
     return model
@@ -97,7 +99,7 @@ def test_options_round_trip_through_keras_files(tmp_path, rng, options):
         np.testing.assert_array_equal(loaded(inputs, width=width), model(inputs, width=width))
 
 
-@pytest.mark.parametrize("options", OPTIONS[-1:], ids=["identity,no-shortcut-film,private-quarter"])
+@pytest.mark.parametrize("options", OPTIONS[-1:], ids=["identity,no-shortcut-film,private,adapters"])
 def test_options_export_with_parity_and_lambda_routing(tmp_path, rng, options):
     model = _perturbed(build_model("resnet20", "oats", width_multiplier=0.25, **options))
     width = 0.5
@@ -144,6 +146,25 @@ def test_private_channels_get_no_gradient_from_the_other_end(rng, lam, private):
     assert not grad[..., mask].any() and grad[..., ~mask].any()
 
 
+def test_adapters_start_as_the_plain_network_and_each_end_trains_its_own_branch(rng):
+    plain = build_model("resnet20", "oat", width_multiplier=0.25, film_form="identity")
+    adapted = build_model("resnet20", "oat", width_multiplier=0.25, film_form="identity", adapter_share=0.25)
+    _copy_shared_weights(plain, adapted)
+    inputs = {"image": images(rng, 4), "lam": np.array([0.0, 0.3, 0.7, 1.0], "float32")}
+    np.testing.assert_allclose(adapted(inputs), plain(inputs), atol=1e-5)
+    _perturbed(adapted)
+    down = next(v for v in adapted.trainable_weights if v.path.endswith("stage1_block1/adapter1/down/kernel"))
+    rank = down.shape[-1] // 2
+    for lam, idle in ((0.0, slice(rank, None)), (1.0, slice(0, rank))):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(adapted({"image": inputs["image"], "lam": np.full(4, lam, "float32")},
+                                         training=True) ** 2)
+        grad = np.asarray(tape.gradient(loss, down))
+        assert not grad[..., idle].any() and grad.any(), lam
+    with pytest.raises(ValueError, match="rank must be at least 1"):
+        LambdaAdapter(8, 3, rank=0)
+
+
 def test_clean_share_sets_the_lambda_zero_samples_per_batch():
     assert clean_count(128, S1) == 22 and clean_count(128, S1, clean_share=0.5) == 64
     assert clean_count(128, S1, clean_share=0.001) == 1 and clean_count(128, S1, clean_share=0.999) == 127
@@ -161,6 +182,7 @@ def test_clean_share_sets_the_lambda_zero_samples_per_batch():
         (dict(film_lr_scale=0.0), "film_lr_scale must be > 0"),
         (dict(private_share=0.6), r"private_share must lie in \[0, 0.5\]"),
         (dict(private_share=0.25, method="pgdat"), "needs a λ-conditioned method"),
+        (dict(adapter_share=0.25, method="pgdats"), "needs a λ-conditioned method"),
     ],
 )
 def test_bad_conditioning_configuration(overrides, match):

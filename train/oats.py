@@ -33,6 +33,8 @@ for name, kind, help_text in [
     ("shortcut_film", "bool", "FiLM also after the projection shortcuts' norms (the paper's ResNet: no)."),
     ("private_share", "float", "Share of channels private to the clean end (gated by 1 − λ), and as many to the "
                                "robust end (gated by λ); default 0."),
+    ("adapter_share", "float", "λ adapters on the blocks' 3×3 convolutions, rank ≈ share·channels per end of "
+                               "the λ range (default 0: none)."),
     ("clean_share", "float", "OAT(S): share of λ = 0 samples per batch (default ⌈B/|S|⌉, the reference's)."),
     ("film_lr_scale", "float", "Learning rate of FiLM's MLPs relative to the other weights (default 1)."),
     ("joint_forward", "bool", "One training pass over clean and adversarial images, so that BN_a normalizes both "
@@ -53,7 +55,8 @@ for name, kind, help_text in [
 def config_from_flags():
     values = dict(preset(FLAGS.preset, FLAGS.dataset, FLAGS.recipe), method=FLAGS.method, dataset=FLAGS.dataset,
                   data_dir=FLAGS.data_dir or "")
-    for name in ("model", "width_multiplier", "encoding", "film_form", "shortcut_film", "private_share", "clean_share",
+    for name in ("model", "width_multiplier", "encoding", "film_form", "shortcut_film", "private_share", "adapter_share",
+                 "clean_share",
                  "film_lr_scale",
                  "joint_forward", "lam", "epochs",
                  "batch_size", "learning_rate", "momentum",

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from oat_tf.layers.conditional_norm import ConditionalNorm
+from oat_tf.layers.lambda_adapter import LambdaAdapter
 from oat_tf.layers.slimmable_conv2d import SlimmableConv2D
 
 
@@ -12,29 +13,40 @@ class _ResidualBlock(keras.layers.Layer):
 
     `norm` holds the ConditionalNorm options (widths, dual, film, synchronized, film_form, private_share);
     `shortcut_film` says whether FiLM also follows the norm of a projection shortcut (basic
-    blocks only: a pre-activation shortcut has no norm of its own). Every block is called as block(x, code, adversarial, width=α, training=...)
+    blocks only: a pre-activation shortcut has no norm of its own); `adapter_share` > 0 adds a
+    `LambdaAdapter` of rank max(1, round(share·C_out)) per end to each 3×3 convolution. Every block is called as block(x, code, adversarial, width=α, training=...)
     with x of shape (B, H, W, C_in,α) and returns (B, H/stride, W/stride, C_out,α).
     """
 
-    def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, **kwargs):
+    def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, adapter_share=0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.in_channels, self.out_channels, self.stride = int(in_channels), int(out_channels), int(stride)
         self.norm_options = dict(norm or {})
         self.shortcut_film = bool(shortcut_film)
+        self.adapter_share = float(adapter_share)
         widths = self.norm_options.get("widths", (1.0,))
         self.conv1 = SlimmableConv2D(out_channels, 3, stride, widths, name="conv1")
         self.conv2 = SlimmableConv2D(out_channels, 3, 1, widths, name="conv2")
+        rank = max(1, round(self.adapter_share * out_channels))
+        self.adapters = [LambdaAdapter(out_channels, 3, s, rank, widths, name=f"adapter{i + 1}")
+                         for i, s in enumerate((stride, 1))] if self.adapter_share else None
         self.projects = stride != 1 or in_channels != out_channels
         self.shortcut = SlimmableConv2D(out_channels, 1, stride, widths, name="shortcut") if self.projects else None
 
     def _norm(self, channels, name, **overrides):
         return ConditionalNorm(channels, name=name, **dict(self.norm_options, **overrides))
 
+    def _conv(self, index, x, width, lam):
+        """The block's `index`-th 3×3 convolution, plus its λ adapter when there is one."""
+        y = (self.conv1, self.conv2)[index](x, width=width)
+        return y if self.adapters is None else y + self.adapters[index](x, lam, width=width)
+
     def get_config(self):
         config = super().get_config()
         config.update(
             in_channels=self.in_channels, out_channels=self.out_channels, stride=self.stride, norm=self.norm_options,
-            shortcut_film=self.shortcut_film,
+            shortcut_film=self.shortcut_film, adapter_share=self.adapter_share,
         )
         return config
 
@@ -47,8 +59,9 @@ class BasicBlock(_ResidualBlock):
     when the stride or channel count changes.
     """
 
-    def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, **kwargs):
-        super().__init__(in_channels, out_channels, stride, norm, shortcut_film, **kwargs)
+    def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, adapter_share=0.0,
+                 **kwargs):
+        super().__init__(in_channels, out_channels, stride, norm, shortcut_film, adapter_share, **kwargs)
         self.norm1 = self._norm(out_channels, "norm1")
         self.norm2 = self._norm(out_channels, "norm2")
         film = self.norm_options.get("film", True) and self.shortcut_film
@@ -56,8 +69,8 @@ class BasicBlock(_ResidualBlock):
 
     def call(self, x, code=None, adversarial=None, width=1.0, training=False, lam=None):
         cond = dict(code=code, adversarial=adversarial, width=width, training=training, lam=lam)
-        h = ops.relu(self.norm1(self.conv1(x, width=width), **cond))
-        h = self.norm2(self.conv2(h, width=width), **cond)
+        h = ops.relu(self.norm1(self._conv(0, x, width, lam), **cond))
+        h = self.norm2(self._conv(1, h, width, lam), **cond)
         skip = self.shortcut_norm(self.shortcut(x, width=width), **cond) if self.projects else x
         return ops.relu(h + skip)
 
@@ -69,8 +82,9 @@ class PreActBlock(_ResidualBlock):
     The projection shortcut (1×1 conv on a) is used when the stride or channel count changes.
     """
 
-    def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, **kwargs):
-        super().__init__(in_channels, out_channels, stride, norm, shortcut_film, **kwargs)
+    def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, adapter_share=0.0,
+                 **kwargs):
+        super().__init__(in_channels, out_channels, stride, norm, shortcut_film, adapter_share, **kwargs)
         self.norm1 = self._norm(in_channels, "norm1")
         self.norm2 = self._norm(out_channels, "norm2")
 
@@ -78,8 +92,8 @@ class PreActBlock(_ResidualBlock):
         cond = dict(code=code, adversarial=adversarial, width=width, training=training, lam=lam)
         a = ops.relu(self.norm1(x, **cond))
         skip = self.shortcut(a, width=width) if self.projects else x
-        h = ops.relu(self.norm2(self.conv1(a, width=width), **cond))
-        return self.conv2(h, width=width) + skip
+        h = ops.relu(self.norm2(self._conv(0, a, width, lam), **cond))
+        return self._conv(1, h, width, lam) + skip
 
 
 BLOCKS = {"basic": BasicBlock, "preact": PreActBlock}

@@ -35,7 +35,9 @@ class OATNetwork(keras.Model):
     centred at γ = 1, β = 0, so the network starts as the unconditioned one) and
     `shortcut_film` (FiLM also after the projection shortcuts' norms; the paper's ResNet
     has none there) and `private_share` (a share of every norm's channels private to the
-    clean end, gated by 1 − λ, and as many to the robust end, gated by λ; 0: none). `block`, `stem_channels` and `stages` ((channels, blocks, stride) per stage)
+    clean end, gated by 1 − λ, and as many to the robust end, gated by λ; 0: none) and
+    `adapter_share` (a `LambdaAdapter` of rank ≈ share·C per end on every 3×3 convolution
+    of the blocks; 0: none). `block`, `stem_channels` and `stages` ((channels, blocks, stride) per stage)
     describe the architecture.
     """
 
@@ -57,6 +59,7 @@ class OATNetwork(keras.Model):
         film_form="reference",
         shortcut_film=True,
         private_share=0.0,
+        adapter_share=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -78,6 +81,9 @@ class OATNetwork(keras.Model):
         self.private_share = float(private_share)
         if not 0.0 <= self.private_share <= 0.5:
             raise ValueError(f"private_share must lie in [0, 0.5], got {private_share}.")
+        self.adapter_share = float(adapter_share)
+        if not 0.0 <= self.adapter_share <= 1.0:
+            raise ValueError(f"adapter_share must lie in [0, 1], got {adapter_share}.")
 
         norm = dict(widths=self.widths, dual=self.dual_bn, film=self.film, synchronized=self.synchronized_bn,
                     film_form=film_form, private_share=self.private_share)
@@ -95,7 +101,7 @@ class OATNetwork(keras.Model):
             for j in range(count):
                 self.blocks.append(
                     BLOCKS[block](channels, out_channels, stride if j == 0 else 1, norm, self.shortcut_film,
-                                  name=f"stage{i + 1}_block{j + 1}")
+                                  self.adapter_share, name=f"stage{i + 1}_block{j + 1}")
                 )
                 channels = out_channels
         self.final_norm = ConditionalNorm(channels, name="final_norm", **norm) if preact else None
@@ -104,8 +110,8 @@ class OATNetwork(keras.Model):
 
     @property
     def conditioned(self):
-        """Whether the output depends on λ (FiLM, dual BN or private channels)."""
-        return self.film or self.dual_bn or self.private_share > 0
+        """Whether the output depends on λ (FiLM, dual BN, private channels or adapters)."""
+        return self.film or self.dual_bn or self.private_share > 0 or self.adapter_share > 0
 
     def build(self, input_shape=None):
         if self.built:
@@ -193,5 +199,6 @@ class OATNetwork(keras.Model):
             film_form=self.film_form,
             shortcut_film=self.shortcut_film,
             private_share=self.private_share,
+            adapter_share=self.adapter_share,
         )
         return config

@@ -38,6 +38,8 @@ ABLATIONS = {
     "identity-film": (dict(film_form="identity"), "FiLM centred at the identity (γ = 1 + Δγ, β = Δβ, Δ zero at start)"),
     "private-quarter": (dict(private_share=0.25), "a quarter of every norm's channels private to the clean end "
                         "(gated by 1 − λ) and a quarter to the robust end (gated by λ)"),
+    "adapters": (dict(adapter_share=1 / 16), "a low-rank λ adapter on every 3×3 convolution of the blocks, rank "
+                 "C/16 per end (clean weighted 1 − λ, robust λ; about 14 % more multiply-adds)"),
     "no-shortcut-film": (dict(shortcut_film=False), "no FiLM after the projection shortcuts' norms (the paper's network)"),
     "clean-half": (dict(clean_share=0.5), "half of every batch at λ = 0 (64/128) instead of 22/128"),
     "film-lr5": (dict(film_lr_scale=5.0), "FiLM's MLPs learn 5× faster than the shared weights"),
