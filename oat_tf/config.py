@@ -17,6 +17,8 @@ METHODS = {
     "pgdats": ("slimmable", False, True),
 }
 LAMBDA_SETS = {"S1": S1, "S2": S2}
+# TrainConfig fields that are OATNetwork options of the same name (how the network is conditioned on λ).
+NETWORK_CONDITIONING = ("film_form", "shortcut_film", "private_share", "adapter_share")
 PAPER_MODELS = {"cifar10": "resnet34", "svhn": "wrn16_8", "stl10": "wrn40_2"}
 
 

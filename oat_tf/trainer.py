@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from oat_tf.attacks import build_attack
-from oat_tf.config import TrainConfig
+from oat_tf.config import NETWORK_CONDITIONING, TrainConfig
 from oat_tf.data import DATASETS, load_split
 from oat_tf.evaluate import evaluate
 from oat_tf.input_pipeline import AUGMENTED, training_dataset
@@ -19,8 +19,8 @@ from oat_tf.models.zoo import build_model
 from oat_tf.provenance import provenance, write_atomic, write_json
 
 # Fields that define the trained network: a resumed run must agree on them.
-MODEL_FIELDS = ("method", "dataset", "model", "width_multiplier", "normal_bn", "encoding", "lam_set", "widths",
-                "film_form", "shortcut_film", "private_share", "adapter_share")
+MODEL_FIELDS = ("method", "dataset", "model", "width_multiplier", "normal_bn", "encoding", "lam_set",
+                "widths") + NETWORK_CONDITIONING
 
 
 def default_strategy():
@@ -42,8 +42,8 @@ def build_run_model(config, num_classes, synchronized_bn=False):
     return build_model(
         config.model, config.variant, num_classes=num_classes, image_size=DATASETS[config.dataset][1],
         width_multiplier=config.width_multiplier, widths=config.model_widths, encoding=config.encoding,
-        lam_grid=config.lam_set, synchronized_bn=synchronized_bn, film_form=config.film_form,
-        shortcut_film=config.shortcut_film, private_share=config.private_share, adapter_share=config.adapter_share,
+        lam_grid=config.lam_set, synchronized_bn=synchronized_bn,
+        **{name: getattr(config, name) for name in NETWORK_CONDITIONING},
     )
 
 
