@@ -51,7 +51,10 @@ ABLATIONS = {
     "scalar-encoding": (dict(encoding="scalar"),
                         "λ itself as FiLM's input: every sample trains one λ → (γ, β) map, instead of one row per grid λ"),
 }
-EQUIVALENCES = {"oat-s0": (0.0, "pgdat-lam0"), "oat-s1": (1.0, "pgdat-lam1")}
+# name → (the one λ trained on, the dedicated run it must match, recipe changes): today's recipe, and
+# the identity FiLM to tell the FiLM's share of a gap from the dual BN's.
+EQUIVALENCES = {"oat-s0": (0.0, "pgdat-lam0", {}), "oat-s1": (1.0, "pgdat-lam1", {}),
+                "identity-film-s0": (0.0, "pgdat-lam0", dict(film_form="identity"))}
 
 
 def _evaluation(lambdas):
@@ -68,8 +71,8 @@ def build_plan(extra=None):
     ablations = {**ABLATIONS, **(extra or {})}
     runs = [Run(name, "ablation", dict(method="oat", **fields), _evaluation(S1))
             for name, (fields, _) in ablations.items()]
-    equivalences = [Run(name, "equivalence", dict(method="oat", lam_set=(lam,), eval_lambdas=(lam,)),
-                        _evaluation((lam,))) for name, (lam, _) in EQUIVALENCES.items()]
+    equivalences = [Run(name, "equivalence", dict(method="oat", lam_set=(lam,), eval_lambdas=(lam,), **fields),
+                        _evaluation((lam,))) for name, (lam, _, fields) in EQUIVALENCES.items()]
     # Today's recipe and the first two ablations come before the equivalence checks, the rest after.
     return ends + runs[:3] + equivalences + runs[3:]
 
@@ -106,7 +109,7 @@ def summarize(done):
             row["criteria"] = dict(row.get("criteria", {}), compute=row["compute_vs_today"] <= COMPUTE_SHARE)
         rows[name] = row
     equivalences = {}
-    for name, (lam, reference) in EQUIVALENCES.items():
+    for name, (lam, reference, _) in EQUIVALENCES.items():
         oat, ref = analysis.model_curve(done, name, main).get(lam), analysis.model_curve(done, reference, main).get(lam)
         if oat and ref:
             equivalences[name] = dict(lam=lam, reference=reference, oat=oat, dedicated=ref,
