@@ -5,9 +5,11 @@
 trains the dedicated ends (standard, PGD-AT at λ = 1), today's OAT recipe, one run per
 change and the two equivalence checks in `--runs_dir`, evaluates each on the validation
 split and rewrites `--out`/README.md and ablation.json after every job. Rerunning skips
-finished trainings and evaluations and resumes an interrupted training from its last epoch.
+finished trainings and evaluations and resumes an interrupted training from its last epoch;
+runs recorded in the committed ablation.json count as finished in a new checkout.
 """
 
+import os
 import sys
 
 from absl import app, flags
@@ -35,9 +37,13 @@ def main(argv):
 
     try:
         if not FLAGS.report_only:
-            from oat_tf.reproduce.runner import run_plan
+            from oat_tf.reproduce.runner import restore_recorded, run_plan
             from oat_tf.trainer import default_strategy
 
+            restored = restore_recorded(plan, ablation.BUDGET, FLAGS.runs_dir, FLAGS.dataset, FLAGS.data_dir,
+                                        os.path.join(FLAGS.out, "ablation.json"))
+            if restored:
+                print(f"[ablate] finished earlier (from {FLAGS.out}/ablation.json): {', '.join(restored)}", flush=True)
             run_plan(plan, ablation.BUDGET, FLAGS.runs_dir, FLAGS.dataset, FLAGS.data_dir, default_strategy(), report)
         report()
     except (ValueError, FileNotFoundError) as error:

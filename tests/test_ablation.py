@@ -54,3 +54,28 @@ def test_summary_checks_each_goal_criterion():
                                 hardware=dict(cpu="cpu", cores=2), software=dict(tensorflow="2.21"),
                                 data="CIFAR-10 (JPEG copy)", pending_jobs=[]), {"good": "a change |S|"})
     assert "| good | a change \\|S\\| | 57.5 / 6.0 |" in text and "(5/5)" in text and "| oat-s1 | 1 |" in text
+
+
+def test_runs_recorded_in_a_committed_report_count_as_finished(tmp_path):
+    from oat_tf.provenance import write_json
+    from oat_tf.reproduce.runner import completed, restore_recorded, trained_summary
+
+    plan = ablation.build_plan()
+    run = next(r for r in plan if r.name == "oat")
+    config = run_config(ablation.BUDGET, run, "elsewhere", "cifar10", None)
+    spec = dict(name="main", lambdas=list(S1), attacks=["pgd20"], num_robust=2000, num_clean=None,
+                dataset="cifar10", split="val", seed=0, epsilon_255=8.0, model_sha256="f" * 64)
+    rows = [{"lambda": lam, "width": 1.0, "attack": "pgd20", "sa": 0.4, "ra": 0.2} for lam in S1]
+    record = dict(config=config.to_dict(), train_seconds=500.0, train_cpu_seconds=700.0, trained_utc="t",
+                  commit="c", evaluations={"main": dict(spec=spec, rows=rows, seconds=9.0)})
+    other = dict(record, config=dict(config.to_dict(), epochs=3))  # recorded with other settings
+    report = tmp_path / "ablation.json"
+    write_json(str(report), {"runs": {"oat": record, "identity-film": other}})
+    runs_dir = tmp_path / "runs"
+    assert restore_recorded(plan, ablation.BUDGET, str(runs_dir), "cifar10", None, str(report)) == ["oat"]
+    assert trained_summary(run_config(ablation.BUDGET, run, str(runs_dir), "cifar10", None)) is not None
+    done = completed(plan, ablation.BUDGET, str(runs_dir), "cifar10", None)
+    assert list(done) == ["oat"] and done["oat"]["evaluations"]["main"]["rows"] == rows
+    assert done["oat"]["train_cpu_seconds"] == 700.0
+    # A second call restores nothing: the run directory exists now.
+    assert restore_recorded(plan, ablation.BUDGET, str(runs_dir), "cifar10", None, str(report)) == []

@@ -63,10 +63,49 @@ def train(config, strategy):
     return summary
 
 
-def _evaluation_spec(evaluation, config, budget, model_path):
+def model_hash(run_dir):
+    """SHA-256 of the run's model.keras, or the one recorded in a restored run's summary.json."""
+    path = os.path.join(run_dir, "model.keras")
+    if os.path.exists(path):
+        return file_sha256(path)
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        return json.load(f)["model_sha256"]
+
+
+def _evaluation_spec(evaluation, config, budget):
     return dict(name=evaluation.name, lambdas=list(evaluation.lambdas), attacks=list(evaluation.attacks),
                 num_robust=evaluation.num_robust, num_clean=budget.num_clean or None, dataset=config.dataset,
-                split=budget.split, seed=0, epsilon_255=config.epsilon_255, model_sha256=file_sha256(model_path))
+                split=budget.split, seed=0, epsilon_255=config.epsilon_255, model_sha256=model_hash(config.run_dir))
+
+
+def restore_recorded(plan, budget, runs_dir, dataset, data_dir, report_path):
+    """Writes back the summary.json and eval_*.json of every run that the committed report at
+    `report_path` records but `runs_dir` lacks (a new checkout: runs/ is not committed), so that a
+    resumed suite counts them as finished instead of training them again. Their model files stay
+    missing: what needs a model (a new evaluation) must retrain. Returns the restored run names."""
+    if not os.path.exists(report_path):
+        return []
+    with open(report_path) as f:
+        recorded = json.load(f).get("runs", {})
+    restored = []
+    for run in plan:
+        record = recorded.get(run.name)
+        config = run_config(budget, run, runs_dir, dataset, data_dir)
+        if record is None or os.path.exists(os.path.join(config.run_dir, "summary.json")):
+            continue
+        if _experiment_fields(TrainConfig.stored_dict(record["config"])) != _experiment_fields(config.to_dict()):
+            continue
+        hashes = {e["spec"]["model_sha256"] for e in record["evaluations"].values()}
+        if len(hashes) != 1 or not {e.name for e in run.evaluations} <= set(record["evaluations"]):
+            continue  # an evaluation is missing: it needs the model, so the run trains again
+        write_json(os.path.join(config.run_dir, "summary.json"), dict(
+            config=record["config"], model_sha256=hashes.pop(), restored_from=report_path,
+            epoch_seconds=[record["train_seconds"]], epoch_cpu_seconds=[record["train_cpu_seconds"]],
+            time_utc=record.get("trained_utc"), commit=record.get("commit")))
+        for name, evaluation in record["evaluations"].items():
+            write_json(evaluation_path(config.run_dir, name), evaluation)
+        restored.append(run.name)
+    return restored
 
 
 def evaluation_path(run_dir, name):
@@ -100,7 +139,7 @@ class EvaluationData:
 def run_evaluation(run_dir, evaluation, config, budget, data):
     """SA/RA rows of one evaluation of a trained run, from its cache when it is current."""
     model_path = os.path.join(run_dir, "model.keras")
-    spec = _evaluation_spec(evaluation, config, budget, model_path)
+    spec = _evaluation_spec(evaluation, config, budget)
     stored = cached_evaluation(run_dir, spec)
     if stored is not None:
         return stored
@@ -147,9 +186,8 @@ def completed(plan, budget, runs_dir, dataset, data_dir):
         if summary is None:
             continue
         evaluations = {}
-        model_path = os.path.join(config.run_dir, "model.keras")
         for evaluation in list(run.evaluations) + [e for r, e in strongest_evaluations([run], budget)]:
-            stored = cached_evaluation(config.run_dir, _evaluation_spec(evaluation, config, budget, model_path))
+            stored = cached_evaluation(config.run_dir, _evaluation_spec(evaluation, config, budget))
             if stored is not None:
                 evaluations[evaluation.name] = stored
         done[run.name] = dict(run=run, config=config, summary=summary, evaluations=evaluations,
