@@ -29,7 +29,7 @@ def main(argv):
     from oat_tf.reproduce import ablation
 
     plan = ablation.build_plan()
-    descriptions = {name: what for name, (_, what) in ablation.ABLATIONS.items()}
+    descriptions = ablation.descriptions()
     command = " ".join(["python", "experiments/ablate.py"] + [a for a in sys.argv[1:] if not a.startswith("--report")])
 
     def report():

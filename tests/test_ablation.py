@@ -21,8 +21,10 @@ def test_plan_changes_one_thing_at_a_time_and_evaluates_on_the_validation_split(
     # No APGD or other extra evaluations: every run has one, at S1 for the ablations.
     assert all(evaluation is None or evaluation.name == "main" for _, evaluation in jobs(plan, ablation.BUDGET))
     assert all(run.evaluations[0].lambdas == S1 for run in plan if run.role == "ablation")
-    extra = ablation.build_plan({"combined": (dict(film_form="identity", clean_share=0.5), "both")})
-    assert "combined" in [run.name for run in extra]
+    for name, (fields, _) in ablation.COMBINATIONS.items():
+        changed = {k for k, v in configs[name].to_dict().items() if v != today[k] and k != "run_dir"}
+        assert changed == set(fields) and len(fields) > 1, name
+    assert set(ablation.QUEUE) == {run.name for run in plan}  # every run is queued, in a stated order
 
 
 def _entry(name, role, points, cpu_seconds=600.0):
