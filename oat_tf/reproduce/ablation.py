@@ -15,8 +15,11 @@ from oat_tf.lambdas import S1
 from oat_tf.provenance import provenance, write_atomic, write_json
 from oat_tf.reproduce import analysis
 from oat_tf.reproduce.plan import BUDGETS, Evaluation, Run
-from oat_tf.reproduce.report import data_name, pending_jobs
+from oat_tf.reproduce.report import DISCUSSION_DIR, data_name, pending_jobs
 from oat_tf.reproduce.runner import completed
+
+# What the numbers mean, written by hand after reading them; pasted into the report.
+DISCUSSION = os.path.join(DISCUSSION_DIR, "discussion_ablation.md")
 
 BUDGET = dataclasses.replace(
     BUDGETS["cpu"], name="cpu-ablation", split="val", num_clean=0, num_robust=2000,
@@ -186,6 +189,9 @@ def readme(report, descriptions):
         lines.append(f"| {name} | {eq['lam']:g} | {eq['oat'][0]:.1f} / {eq['oat'][1]:.1f} | "
                      f"{eq['dedicated'][0]:.1f} / {eq['dedicated'][1]:.1f} ({eq['reference']}) | "
                      f"{'yes' if eq['holds'] else 'no'} |")
+    if os.path.exists(DISCUSSION):
+        with open(DISCUSSION) as f:
+            lines += ["", f.read().rstrip()]
     lines += ["", "## Reproduce", "", "```bash", report["command"], "```", ""]
     return "\n".join(lines)
 
