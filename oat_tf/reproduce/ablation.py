@@ -59,6 +59,9 @@ COMBINATIONS = {
     "identity-film-lr5": (dict(film_form="identity", film_lr_scale=5.0),
                           "identity FiLM (the strong network of the equivalence checks) whose MLPs learn 5× faster, "
                           "so that the λ routes can separate within the budget"),
+    "identity-film-lr5-clean-half": (dict(film_form="identity", film_lr_scale=5.0, clean_share=0.5),
+                                     "the two best single changes so far together: identity FiLM learning 5× "
+                                     "faster, half of every batch at λ = 0"),
 }
 # name → (the one λ trained on, the dedicated run it must match, recipe changes): today's recipe, and
 # the identity FiLM to tell the FiLM's share of a gap from the dual BN's.
@@ -67,8 +70,9 @@ EQUIVALENCES = {"oat-s0": (0.0, "pgdat-lam0", {}), "oat-s1": (1.0, "pgdat-lam1",
                 "identity-film-s1": (1.0, "pgdat-lam1", dict(film_form="identity"))}
 # The order the runs were queued in (each decided on the rows before it); runs not listed go last.
 QUEUE = ("pgdat-lam0", "pgdat-lam1", "oat", "identity-film", "private-quarter", "oat-s0", "oat-s1",
-         "identity-film-s0", "no-shortcut-film", "identity-film-lr5", "clean-half", "adapters", "joint-forward",
-         "identity-film-s1", "film-lr5", "lam-ends", "epochs-10", "scalar-encoding")
+         "identity-film-s0", "no-shortcut-film", "identity-film-lr5", "clean-half", "adapters",
+         "identity-film-lr5-clean-half", "joint-forward", "identity-film-s1", "film-lr5", "lam-ends", "epochs-10",
+         "scalar-encoding")
 
 
 def _evaluation(lambdas):
