@@ -41,8 +41,8 @@ class LambdaChannelGate(keras.layers.Layer):
         lam = ops.reshape(ops.cast(lam, "float32"), (-1, 1))
         return (1.0 - clean - robust) + clean * (1.0 - lam) + robust * lam
 
-    def compute_output_shape(self, lam_shape):
-        return (lam_shape[0], self.channels)
+    def compute_output_shape(self, lam_shape, width=1.0):
+        return (lam_shape[0], channels_at(width, self.channels))
 
     def get_config(self):
         config = super().get_config()
