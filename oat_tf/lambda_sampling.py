@@ -37,9 +37,12 @@ class LambdaSampler:
         self.nonzero = np.asarray([v for v in self.lam_set if v > 0], np.float32)
 
     @property
-    def always_one(self):
-        """Whether every draw is λ = 1 (S = {1}), so no sample has a clean loss term."""
-        return self.lam_set == (1.0,) and not self.continuous
+    def clean_rows(self):
+        """How many leading samples of a batch have a clean loss term ((1 − λ) > 0): all of them, or
+        only the λ = 0 samples when every other draw is λ = 1 (S = {1} or S = {0, 1})."""
+        if not self.continuous and set(self.nonzero.tolist()) == {1.0}:
+            return self.num_clean
+        return self.batch_size
 
     @property
     def num_adversarial(self):

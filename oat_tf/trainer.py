@@ -17,6 +17,7 @@ from oat_tf.input_pipeline import AUGMENTED, training_dataset
 from oat_tf.lambda_sampling import LambdaSampler
 from oat_tf.models.zoo import build_model
 from oat_tf.provenance import provenance, write_atomic, write_json
+from oat_tf.tradeoff_table import tradeoff_table
 
 # Fields that define the trained network: a resumed run must agree on them.
 MODEL_FIELDS = ("method", "dataset", "model", "width_multiplier", "normal_bn", "encoding", "lam_set",
@@ -155,9 +156,11 @@ class Trainer:
         if config.conditioned:
             self.sampler = LambdaSampler(config.lam_set, self.local_batch, config.continuous_lam, config.clean_share)
             self.num_clean = self.sampler.num_clean
+            self.clean_rows = self.sampler.clean_rows
         else:
             self.sampler = None
             self.num_clean = self.local_batch if config.lam == 0 else 0
+            self.clean_rows = 0 if config.lam == 1.0 else self.local_batch
 
         keras.utils.set_random_seed(config.seed)  # the same command builds the same initial network
         with self.strategy.scope():
@@ -191,8 +194,10 @@ class Trainer:
         seeds = tf.stack([tf.fill(tf.shape(ids), tf.cast(step, tf.int32) + config.seed * 7919), ids], axis=1)
         variables = self.model.trainable_variables
         widths = self.model.widths
-        # (1 − λ) = 0 for every sample: skip the clean pass, which would also move BN_a's statistics.
-        use_clean = not (self.sampler.always_one if self.sampler is not None else config.lam == 1.0)
+        # Only the samples with (1 − λ) > 0 take the clean pass: a zero-weight pass costs a forward and
+        # backward pass and would also move BN_a's moving statistics.
+        c = self.clean_rows
+        padding = tf.zeros([self.local_batch - c])
         total_grads = [tf.zeros_like(v) for v in variables]
         total_loss = 0.0
         for width in widths:
@@ -200,19 +205,20 @@ class Trainer:
                 x_adv = self.attack(self.model, images[n:], labels[n:], lam[n:], width=width, seeds=seeds[n:])
             with tf.GradientTape() as tape:
                 per_sample = tf.zeros([self.local_batch])
-                if use_clean and n < self.local_batch and config.joint_forward:
+                if c and n < self.local_batch and config.joint_forward:
                     # One pass over the clean and adversarial images: BN_a normalizes both with one set
                     # of batch statistics, as its moving statistics (their mixture) do at inference.
-                    both = self.model({"image": tf.concat([images, x_adv], 0), "lam": tf.concat([lam, lam[n:]], 0)},
-                                      width=width, training=True)
-                    logits, logits_adv = both[: self.local_batch], both[self.local_batch :]
+                    both = self.model({"image": tf.concat([images[:c], x_adv], 0),
+                                       "lam": tf.concat([lam[:c], lam[n:]], 0)}, width=width, training=True)
+                    logits, logits_adv = both[:c], both[c:]
                 else:
-                    if use_clean:
-                        logits = self.model({"image": images, "lam": lam}, width=width, training=True)
+                    if c:
+                        logits = self.model({"image": images[:c], "lam": lam[:c]}, width=width, training=True)
                     if n < self.local_batch:
                         logits_adv = self.model({"image": x_adv, "lam": lam[n:]}, width=width, training=True)
-                if use_clean:
-                    per_sample += (1.0 - lam) * keras.losses.sparse_categorical_crossentropy(labels, logits, True)
+                if c:
+                    clean_loss = (1.0 - lam[:c]) * keras.losses.sparse_categorical_crossentropy(labels[:c], logits, True)
+                    per_sample += tf.concat([clean_loss, padding], axis=0)
                 if n < self.local_batch:
                     adv_loss = lam[n:] * keras.losses.sparse_categorical_crossentropy(labels[n:], logits_adv, True)
                     per_sample += tf.concat([tf.zeros([n]), adv_loss], axis=0)
@@ -295,9 +301,8 @@ class Trainer:
             if self._should_evaluate(epoch + 1):
                 rows = self.validate()
                 self._log_evaluation(rows, epoch + 1)
-                for row in rows:
-                    print(f"  epoch {epoch + 1} λ={row['lambda']:g} width={row['width']:g} "
-                          f"SA={100 * row['sa']:.1f}% RA({row['attack']})={100 * row['ra']:.1f}%")
+                print(f"\nvalidation after epoch {epoch + 1}/{config.epochs} "
+                      f"({len(self.val_labels)} images):\n{tradeoff_table(rows)}", flush=True)
             self.writer.flush()
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1)

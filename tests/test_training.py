@@ -55,6 +55,8 @@ def test_lambda_sampler_keeps_a_fixed_clean_share():
     continuous = np.asarray(LambdaSampler(S1, 64, continuous=True)(tf.constant([0, 0], tf.int64)))
     assert np.all(continuous[:11] == 0) and continuous[11:].min() > 0 and continuous.max() <= 1
     assert clean_count(32, (0.0,)) == 32 and clean_count(32, (0.5, 1.0)) == 0
+    assert LambdaSampler((0.0, 1.0), 32).clean_rows == 16 and LambdaSampler((1.0,), 32).clean_rows == 0
+    assert LambdaSampler(S1, 32).clean_rows == 32 and LambdaSampler((0.0, 1.0), 32, continuous=True).clean_rows == 32
 
 
 def test_training_split_subsets_cover_every_class():
@@ -286,3 +288,22 @@ def test_joint_forward_computes_the_same_loss_with_one_statistics_update(tiny_fo
     np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-5)
     np.testing.assert_allclose(results[True][1], results[False][1] * 0.1 / 0.19, rtol=1e-4, atol=1e-7)
     assert np.abs(results[True][1]).max() > 1e-3
+
+
+def test_lambda_one_samples_take_no_clean_pass(tiny_folder, tmp_path):
+    """With S = {0, 1} the λ = 1 samples' clean term has weight 0, so they skip the clean pass. Against
+    S = {0, 0.5} with ε = 0 (adversarial = clean images; identity FiLM: the same function for every λ)
+    the loss is the same, and BN_a's moving statistics take one update instead of two: 0.1·μ against
+    (1 − 0.9²)·μ from zero."""
+    results = {}
+    for lam_set in ((0.0, 1.0), (0.0, 0.5)):
+        keras.utils.set_random_seed(0)
+        trainer = Trainer(tiny_config(tiny_folder, tmp_path / str(lam_set[1]), lam_set=lam_set, eval_lambdas=lam_set,
+                                      film_form="identity", epsilon_255=0.0))
+        assert trainer.clean_rows == (trainer.num_clean if lam_set[1] == 1.0 else trainer.local_batch)
+        loss = float(trainer._train_step(next(iter(trainer._dataset(0))), tf.constant(0, tf.int64)))
+        mean = next(v for v in trainer.model.weights if v.path.endswith("stem_norm/bn/adversarial_w1_moving_mean"))
+        results[lam_set[1]] = loss, np.asarray(mean)
+    np.testing.assert_allclose(results[1.0][0], results[0.5][0], rtol=1e-5)
+    np.testing.assert_allclose(results[1.0][1], results[0.5][1] * 0.1 / 0.19, rtol=1e-4, atol=1e-7)
+    assert np.abs(results[1.0][1]).max() > 1e-3

@@ -13,6 +13,7 @@ from absl import app, flags
 
 from oat_tf.config import LAMBDA_SETS, METHODS, RECIPES, TrainConfig, preset
 from oat_tf.data import DATASETS
+from oat_tf.tradeoff_table import tradeoff_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("method", "oats", sorted(METHODS), "oat, oats, pgdat (fixed λ) or pgdats (fixed λ, slimmable).")
@@ -86,8 +87,13 @@ def main(argv):
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     summary = trainer.train()
-    print(f"done: {trainer.run_dir}/model.keras, summary.json, tensorboard/ "
-          f"({len(summary['validation'])} validation rows)")
+    run_dir = trainer.run_dir
+    print(f"\nfinal validation ({summary['validation'][0]['n_clean']} images):\n"
+          f"{tradeoff_table(summary['validation'])}\n"
+          f"SA–RA plot: {run_dir}/sa_ra_val.png; model: {run_dir}/model.keras\n"
+          f"go on with:\n  tensorboard --logdir {run_dir}/tensorboard\n"
+          f"  python export/export.py --checkpoint {run_dir} --out bundles/{os.path.basename(run_dir)}"
+          + (f" --data_dir {FLAGS.data_dir}" if FLAGS.data_dir else ""))
 
 
 if __name__ == "__main__":
