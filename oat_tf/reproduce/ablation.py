@@ -48,8 +48,9 @@ ABLATIONS = {
     "film-lr5": (dict(film_lr_scale=5.0), "FiLM's MLPs learn 5× faster than the shared weights"),
     "joint-forward": (dict(joint_forward=True), "one training pass over clean and adversarial images: BN_a "
                       "normalizes both with one batch statistic, as its moving statistics do at inference"),
-    "lam-ends": (dict(lam_set=(0.0, 1.0)), "train on S = {0, 1} only (half of each batch at each end); "
-                 "the λ between them get interpolated FiLM codes"),
+    "lam-ends": (dict(lam_set=(0.0, 1.0)), "train on S = {0, 1} only: half of each batch at each end, the λ = 1 "
+                 "half without the zero-weight clean pass (so a cheaper step); the λ between get interpolated "
+                 "FiLM codes"),
     "epochs-10": (dict(epochs=10), "a diagnostic beyond the compute bound: twice the epochs (is the budget the limit?)"),
     "scalar-encoding": (dict(encoding="scalar"),
                         "λ itself as FiLM's input: every sample trains one λ → (γ, β) map, instead of one row per grid λ"),
@@ -62,6 +63,12 @@ COMBINATIONS = {
     "identity-film-lr5-clean-half": (dict(film_form="identity", film_lr_scale=5.0, clean_share=0.5),
                                      "the two best single changes so far together: identity FiLM learning 5× "
                                      "faster, half of every batch at λ = 0"),
+    "identity-film-lam-ends": (dict(film_form="identity", lam_set=(0.0, 1.0)),
+                               "identity FiLM (no cost at λ = 0 in the equivalence check) trained at the two ends "
+                               "only, half of every batch each"),
+    "identity-film-lam-ends-epochs-7": (dict(film_form="identity", lam_set=(0.0, 1.0), epochs=7),
+                                        "the same for 7 epochs: its cheaper step (104 CPU-s per epoch in lam-ends "
+                                        "against today's 146) buys 7 epochs at today's training compute"),
 }
 # name → (the one λ trained on, the dedicated run it must match, recipe changes): today's recipe, and
 # the identity FiLM to tell the FiLM's share of a gap from the dual BN's.
@@ -71,8 +78,8 @@ EQUIVALENCES = {"oat-s0": (0.0, "pgdat-lam0", {}), "oat-s1": (1.0, "pgdat-lam1",
 # The order the runs were queued in (each decided on the rows before it); runs not listed go last.
 QUEUE = ("pgdat-lam0", "pgdat-lam1", "oat", "identity-film", "private-quarter", "oat-s0", "oat-s1",
          "identity-film-s0", "no-shortcut-film", "identity-film-lr5", "clean-half", "adapters",
-         "identity-film-lr5-clean-half", "joint-forward", "identity-film-s1", "film-lr5", "lam-ends", "epochs-10",
-         "scalar-encoding")
+         "identity-film-lr5-clean-half", "joint-forward", "identity-film-s1", "lam-ends", "identity-film-lam-ends",
+         "identity-film-lam-ends-epochs-7", "scalar-encoding", "film-lr5", "epochs-10")
 
 
 def _evaluation(lambdas):
