@@ -7,8 +7,12 @@ writes to `--out` one JSON with every number, one PNG per figure and README.md (
 what was measured, whether it holds). Rerunning the command skips finished trainings and
 evaluations and resumes an interrupted training from its last epoch. Budgets: `smoke`
 (a pipeline check in minutes), `cpu` (about 4–5 hours on 2 cores), `paper` (GPUs).
+`--recipe` sets how the OAT and OATS runs are conditioned and trained (config.RECIPES); runs
+recorded in the committed report of any recipe of the budget count as finished, so the
+dedicated models, which no recipe changes, are trained once.
 """
 
+import glob
 import os
 import subprocess
 import sys
@@ -16,6 +20,7 @@ import time
 
 from absl import app, flags
 
+from oat_tf.config import RECIPES
 from oat_tf.data import DATASETS
 from oat_tf.reproduce.plan import BUDGETS
 
@@ -23,15 +28,33 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("budget", "cpu", sorted(BUDGETS), "Model size, data and evaluation budget.")
 flags.DEFINE_enum("dataset", "cifar10", sorted(DATASETS), "Dataset.")
 flags.DEFINE_string("data_dir", None, "Image-folder tree or .tar.gz of one; default: tensorflow-datasets.")
-flags.DEFINE_string("runs_dir", None, "Where the trained runs go (default runs/reproduce-<budget>).")
-flags.DEFINE_string("out", None, "Report directory (default results/ for cpu, results/reproduce-<budget>/ otherwise).")
+flags.DEFINE_enum("recipe", None, sorted(RECIPES), "OAT/OATS recipe (default: the budget's own: paper for paper, "
+                  "cpu otherwise).")
+flags.DEFINE_string("runs_dir", None, "Where the trained runs go (default runs/reproduce-<budget>-<recipe>).")
+flags.DEFINE_string("out", None, "Report directory (default results/ for the cpu budget and recipe, "
+                                 "results/reproduce-<budget>-<recipe>/ otherwise).")
 flags.DEFINE_bool("report_only", False, "Only rewrite the report from what has finished.")
 
 
+def recipe():
+    return FLAGS.recipe or ("paper" if FLAGS.budget == "paper" else "cpu")
+
+
 def directories():
-    runs_dir = FLAGS.runs_dir or os.path.join("runs", f"reproduce-{FLAGS.budget}")
-    out = FLAGS.out or ("results" if FLAGS.budget == "cpu" else os.path.join("results", f"reproduce-{FLAGS.budget}"))
+    name = f"reproduce-{FLAGS.budget}-{recipe()}"
+    runs_dir = FLAGS.runs_dir or os.path.join("runs", name)
+    out = FLAGS.out or ("results" if (FLAGS.budget, recipe()) == ("cpu", "cpu") else os.path.join("results", name))
     return runs_dir, out
+
+
+def recorded_reports(out):
+    """{recipe: reproduce.json path} of the committed reports of this budget, this one's first."""
+    reports = {recipe(): os.path.join(out, "reproduce.json")}
+    if FLAGS.budget == "cpu":
+        reports.setdefault("cpu", os.path.join("results", "reproduce.json"))
+    for path in sorted(glob.glob(os.path.join("results", f"reproduce-{FLAGS.budget}-*", "reproduce.json"))):
+        reports.setdefault(os.path.basename(os.path.dirname(path))[len(f"reproduce-{FLAGS.budget}-"):], path)
+    return {name: path for name, path in reports.items() if os.path.exists(path)}
 
 
 REPORT_INTERVAL_S = 600
@@ -63,15 +86,21 @@ def main(argv):
     from oat_tf.reproduce.plan import build_plan
 
     budget = BUDGETS[FLAGS.budget]
-    plan = build_plan(budget)
+    plan = build_plan(budget, recipe())
     runs_dir, out = directories()
+    reports = recorded_reports(out)
     try:
         if not FLAGS.report_only:
-            from oat_tf.reproduce.runner import run_plan
+            from oat_tf.reproduce.runner import restore_recorded, run_plan
             from oat_tf.trainer import default_strategy
 
+            for path in reports.values():
+                restored = restore_recorded(plan, budget, runs_dir, FLAGS.dataset, FLAGS.data_dir, path)
+                if restored:
+                    print(f"[reproduce] finished earlier (from {path}): {', '.join(restored)}", flush=True)
             run_plan(plan, budget, runs_dir, FLAGS.dataset, FLAGS.data_dir, default_strategy(), write_report)
-        report.write(plan, budget, runs_dir, FLAGS.dataset, FLAGS.data_dir, out, run_command())
+        others = {name: path for name, path in reports.items() if name != recipe()}
+        report.write(plan, budget, runs_dir, FLAGS.dataset, FLAGS.data_dir, out, run_command(), recipe(), others)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
     print(f"[reproduce] report in {out}/README.md")

@@ -131,14 +131,27 @@ class TrainConfig:
 
 
 # How OAT is conditioned on λ and trained. `paper`: the paper's network (reference FiLM after every
-# norm but the projection shortcuts') and sampling (⌈B/|S|⌉ clean samples). `cpu`: the recipe chosen
-# at the cpu budget on the validation split (experiments/ablate.py, results/ablation/README.md).
+# norm but the projection shortcuts') and sampling (⌈B/|S|⌉ clean samples). `port`: this port's first
+# recipe, the paper's but with FiLM after the shortcut norms too (results/reproduce-cpu-port/ was made
+# with it). `cpu`: the recipe chosen at the cpu budget on the validation split (experiments/ablate.py,
+# results/ablation/README.md). `epoch_scale` multiplies a setting's epochs: a recipe with a cheaper
+# training step spends the same compute on more epochs.
+_PAPER_RECIPE = dict(film_form="reference", shortcut_film=False, private_share=0.0, adapter_share=0.0, clean_share=None,
+                     film_lr_scale=1.0, joint_forward=False, lam_set=S1, epoch_scale=1.0)
 RECIPES = {
-    "paper": dict(film_form="reference", shortcut_film=False, private_share=0.0, adapter_share=0.0, clean_share=None,
-                  film_lr_scale=1.0, joint_forward=False),
-    "cpu": dict(film_form="reference", shortcut_film=True, private_share=0.0, adapter_share=0.0, clean_share=None,
-                film_lr_scale=1.0, joint_forward=False),
+    "paper": _PAPER_RECIPE,
+    "port": dict(_PAPER_RECIPE, shortcut_film=True),
+    "cpu": dict(_PAPER_RECIPE, shortcut_film=True),
 }
+
+
+def recipe_fields(name, epochs):
+    """The TrainConfig fields of recipe `name` in a setting of `epochs` epochs."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}.")
+    fields = dict(RECIPES[name])
+    fields["epochs"] = max(1, round(epochs * fields.pop("epoch_scale")))
+    return fields
 
 
 def preset(name, dataset="cifar10", recipe=None):
@@ -154,7 +167,4 @@ def preset(name, dataset="cifar10", recipe=None):
                       train_examples=10000, eval_every=5, eval_examples=500, eval_attack="pgd7")
     else:
         raise ValueError(f"unknown preset {name!r}; choose paper or cpu.")
-    recipe = recipe or name
-    if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {sorted(RECIPES)}.")
-    return dict(values, **RECIPES[recipe])
+    return dict(values, **recipe_fields(recipe or name, values["epochs"]))

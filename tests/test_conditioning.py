@@ -194,11 +194,23 @@ def test_presets_carry_their_recipe_and_a_recipe_can_be_swapped():
     from oat_tf.config import RECIPES, preset
 
     assert RECIPES["paper"]["shortcut_film"] is False and RECIPES["paper"]["film_form"] == "reference"
+    assert RECIPES["port"] == dict(RECIPES["paper"], shortcut_film=True)
     for name in ("paper", "cpu"):
         values = preset(name)
-        assert {k: values[k] for k in RECIPES[name]} == RECIPES[name]
+        recipe = {k: v for k, v in RECIPES[name].items() if k != "epoch_scale"}
+        assert {k: values[k] for k in recipe} == recipe
         TrainConfig(**dict(values, method="oats", run_dir="unused")).validate()
     swapped = preset("cpu", recipe="paper")
-    assert {k: swapped[k] for k in RECIPES["paper"]} == RECIPES["paper"] and swapped["epochs"] == preset("cpu")["epochs"]
+    assert {k: swapped[k] for k in RECIPES["paper"] if k != "epoch_scale"} == {
+        k: v for k, v in RECIPES["paper"].items() if k != "epoch_scale"}
+    assert swapped["epochs"] == 5  # the cpu preset's 5 epochs × the paper recipe's scale 1
     with pytest.raises(ValueError, match="unknown recipe"):
         preset("cpu", recipe="best")
+
+
+def test_a_recipe_with_a_cheaper_step_scales_the_epochs(monkeypatch):
+    from oat_tf.config import RECIPES, preset, recipe_fields
+
+    monkeypatch.setitem(RECIPES, "cheap", dict(RECIPES["paper"], epoch_scale=1.4))
+    assert recipe_fields("cheap", 5)["epochs"] == 7 and "epoch_scale" not in recipe_fields("cheap", 5)
+    assert preset("paper", recipe="cheap")["epochs"] == 280

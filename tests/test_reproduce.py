@@ -151,3 +151,42 @@ def test_bn_separation_and_gradient_alignment():
     centred = images - images.reshape(4, -1).mean(1)[:, None, None, None]
     assert analysis.gradient_alignment(-2 * centred, images) == pytest.approx(1.0)
     assert analysis.gradient_alignment(rng.normal(size=(4, 8, 8, 3)), images) < 0.2
+
+
+def test_recipes_change_only_the_oat_runs_and_port_matches_its_committed_report(tmp_path):
+    from oat_tf.config import RECIPES
+    from oat_tf.reproduce.runner import LOCAL_FIELDS
+
+    budget = BUDGETS["cpu"]
+
+    def configs(recipe):
+        return {run.name: {k: v for k, v in run_config(budget, run, str(tmp_path), "cifar10", None).to_dict().items()
+                           if k not in LOCAL_FIELDS} for run in build_plan(budget, recipe)}
+
+    by_recipe = {name: configs(name) for name in RECIPES}
+    for name, runs in by_recipe.items():
+        for run, config in runs.items():
+            if run in ("oat", "oat-bn", "oats"):
+                assert config["shortcut_film"] == RECIPES[name]["shortcut_film"], (name, run)
+            else:
+                assert config == by_recipe["paper"][run], (name, run)  # dedicated runs: one for every recipe
+    # The committed port report's runs restore into a port (or, for the dedicated ones, any) recipe's plan.
+    with open(os.path.join(ROOT, "results", "reproduce-cpu-port", "reproduce.json")) as f:
+        recorded = json.load(f)["runs"]
+    assert sorted(recorded) == sorted(by_recipe["port"])
+    for run, config in by_recipe["port"].items():
+        stored = TrainConfig.stored_dict(recorded[run]["config"])
+        assert {k: v for k, v in stored.items() if k not in LOCAL_FIELDS} == config, run
+
+
+def test_report_sets_recipes_side_by_side(tmp_path):
+    from oat_tf.reproduce.report import _other_claims, _side_by_side
+
+    claim = dict(id="fig4-wide-range", figure="Fig. 4", criterion="spans ≥ 50 %", measured="SA/RA span 3/12",
+                 verdict="does not hold")
+    path = tmp_path / "reproduce.json"
+    path.write_text(json.dumps({"claims": [dict(claim, measured="SA/RA span 15/20", verdict="holds")]}))
+    lines = _side_by_side(dict(recipe=dict(name="cpu"), claims=[claim, dict(claim, id="new-claim")]),
+                          _other_claims({"port": str(path)}))
+    assert lines[6] == "| Fig. 4 | spans ≥ 50 % | SA/RA span 3/12 (**does not hold**) | SA/RA span 15/20 (**holds**) |"
+    assert lines[7].endswith("| — |")  # a claim the other report lacks

@@ -7,6 +7,7 @@ so that an interrupted suite has the most important numbers; the costly APGD che
 
 import dataclasses
 
+from oat_tf.config import recipe_fields
 from oat_tf.lambdas import S1, S3
 from oat_tf.models.zoo import SLIMMABLE_WIDTHS
 
@@ -105,20 +106,23 @@ def _dedicated(lam, role, attacks, budget, method="pgdat"):
                (Evaluation("main", (lam,), attacks, budget.num_robust),))
 
 
-def build_plan(budget):
-    """The ordered runs of `budget` (a Budget): Fig. 4's first, the ends of the frontier (λ = 0, 1) leading."""
+def build_plan(budget, recipe="port"):
+    """The ordered runs of `budget` (a Budget), the OAT and OATS runs trained with `recipe` (a RECIPES
+    name; the dedicated runs have no λ conditioning): Fig. 4's first, the ends of the frontier leading."""
+    conditioning = recipe_fields(recipe, budget.train["epochs"])
     ends = [lam for lam in budget.dedicated_lambdas if lam in (0.0, 1.0)]
     inner = [lam for lam in budget.dedicated_lambdas if lam not in (0.0, 1.0)]
     oat = [
-        Run("oat", "oat", dict(method="oat"), (Evaluation("main", S1, budget.fig7_main_attacks, budget.num_robust),
-                                               Evaluation("unseen", budget.unseen_lambdas, (budget.main_attack,), budget.num_robust))),
-        Run("oat-bn", "oat-bn", dict(method="oat", normal_bn=True),
+        Run("oat", "oat", dict(method="oat", **conditioning),
+            (Evaluation("main", S1, budget.fig7_main_attacks, budget.num_robust),
+             Evaluation("unseen", budget.unseen_lambdas, (budget.main_attack,), budget.num_robust))),
+        Run("oat-bn", "oat-bn", dict(method="oat", normal_bn=True, **conditioning),
             (Evaluation("main", S1, (budget.main_attack,), budget.num_robust),)),
     ]
     fig4 = ([_dedicated(lam, "dedicated", budget.fig7_main_attacks, budget) for lam in ends] + oat
             + [_dedicated(lam, "dedicated", budget.fig7_main_attacks, budget) for lam in inner])
     fig5 = [_dedicated(lam, "unseen-dedicated", (budget.main_attack,), budget) for lam in budget.unseen_dedicated]
-    fig6 = [Run("oats", "oats", dict(method="oats"), (Evaluation("main", S1, (budget.main_attack,), budget.num_robust),))]
+    fig6 = [Run("oats", "oats", dict(method="oats", **conditioning), (Evaluation("main", S1, (budget.main_attack,), budget.num_robust),))]
     fig6 += [_dedicated(lam, "slimmable-dedicated", (budget.main_attack,), budget, method="pgdats")
              for lam in budget.slimmable_lambdas]
     return fig4 + fig5 + fig6

@@ -1,8 +1,10 @@
 """The reproduction report: `reproduce.json` (every number, with how it was made), one PNG per
 figure and README.md (each claim of the paper, what was measured, whether it holds)."""
 
+import json
 import os
 
+from oat_tf.config import RECIPES
 from oat_tf.evaluate import load_evaluation_data, load_model
 from oat_tf.lambdas import S1
 from oat_tf.provenance import provenance, write_atomic, write_json
@@ -59,10 +61,15 @@ def _panels(done, budget):
     }
 
 
+def _has_model(entry):
+    """Runs restored from a committed report have numbers but no model file."""
+    return os.path.exists(os.path.join(entry["config"].run_dir, "model.keras"))
+
+
 def _bn_statistics(done):
     stats, layer = {}, None
     for entry in done.values():
-        if entry["run"].role == "dedicated":
+        if entry["run"].role == "dedicated" and _has_model(entry):
             mean, variance, layer = analysis.last_bn_statistics(load_model(entry["config"].run_dir))
             stats[entry["config"].lam] = (mean, variance)
     return stats, layer
@@ -71,11 +78,11 @@ def _bn_statistics(done):
 def _saliency(done, budget, dataset, data_dir):
     """({label: gradients of the shown images}, shown images, {label: alignment over ALIGNMENT_IMAGES})."""
     models = []
-    if "oat" in done:
+    if "oat" in done and _has_model(done["oat"]):
         oat = load_model(done["oat"]["config"].run_dir)
         models += [(f"OAT λ={lam:g}", oat, lam) for lam in (0.0, 0.2, 1.0)]
     for entry in done.values():
-        if entry["run"].role == "dedicated" and entry["config"].lam in (0.0, 1.0):
+        if entry["run"].role == "dedicated" and entry["config"].lam in (0.0, 1.0) and _has_model(entry):
             models.append((f"PGD-AT λ={entry['config'].lam:g}", load_model(entry["config"].run_dir), 0.0))
     if not models:
         return {}, None, {}
@@ -111,8 +118,10 @@ def _cost(done, budget):
     return cost
 
 
-def write(plan, budget, runs_dir, dataset, data_dir, out, command=None):
-    """Writes reproduce.json, the figures and README.md to `out` from what has finished in `runs_dir`."""
+def write(plan, budget, runs_dir, dataset, data_dir, out, command=None, recipe="port", other_reports=None):
+    """Writes reproduce.json, the figures and README.md to `out` from what has finished in `runs_dir`,
+    the OAT and OATS runs trained with `recipe`; `other_reports` ({recipe: reproduce.json path} of the
+    same budget) are compared claim by claim."""
     os.makedirs(out, exist_ok=True)
     done = completed(plan, budget, runs_dir, dataset, data_dir)
     data = data_name(dataset, data_dir)
@@ -137,6 +146,7 @@ def write(plan, budget, runs_dir, dataset, data_dir, out, command=None):
     report = provenance(
         data=data, dataset_split=budget.split, budget=dict(vars(budget)), figures=written,
         pending_jobs=pending, claims=checked, bn_last_layer=layer,
+        recipe=dict(name=recipe, fields={k: list(v) if isinstance(v, tuple) else v for k, v in RECIPES[recipe].items()}),
         bn_statistics={f"{lam:g}": dict(mean=m.round(5).tolist(), variance=v.round(5).tolist())
                        for lam, (m, v) in sorted(stats.items())},
         saliency_alignment=alignment, cost=extras["cost"],
@@ -149,7 +159,7 @@ def write(plan, budget, runs_dir, dataset, data_dir, out, command=None):
     )
     report["command"] = command or report["command"]  # the suite's command, not this report's process
     write_json(os.path.join(out, "reproduce.json"), report)
-    text = readme(report, budget, done)
+    text = readme(report, budget, done, _other_claims(other_reports or {}))
     write_atomic(os.path.join(out, "README.md"), lambda temporary: open(temporary, "w").write(text))
     return report
 
@@ -162,7 +172,31 @@ def _table(points_by_label, lambdas):
     return "\n".join(lines)
 
 
-def readme(report, budget, done):
+def _other_claims(reports):
+    """{recipe: (report path, {claim id: claim})} of other recipes' committed reports."""
+    claims = {}
+    for name, path in reports.items():
+        with open(path) as f:
+            claims[name] = (path, {claim["id"]: claim for claim in json.load(f)["claims"]})
+    return claims
+
+
+def _side_by_side(report, others):
+    """Markdown lines: each claim's measurement and verdict under this recipe and the others."""
+    names = [report["recipe"]["name"]] + list(others)
+    lines = ["## Recipes side by side", "",
+             "The same claims and criteria, the OAT and OATS runs trained with each recipe (the dedicated models are "
+             "the same runs): " + "; ".join(f"`{n}`: `{p}`" for n, (p, _) in others.items()) + ".", "",
+             "| figure | criterion | " + " | ".join(f"`{n}`" for n in names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for claim in report["claims"]:
+        cells = [claim] + [claims.get(claim["id"]) for _, claims in others.values()]
+        lines.append(f"| {claim['figure']} | {claim['criterion']} | " + " | ".join(
+            "—" if c is None else f"{c['measured']} (**{c['verdict']}**)" for c in cells).replace("\n", " ") + " |")
+    return lines + [""]
+
+
+def readme(report, budget, done, other_claims=None):
     """README.md text: how it was made, the claims, the numbers per figure, deviations from the paper."""
     runs = report["runs"]
     hours = sum(r["train_seconds"] + sum(e["seconds"] for e in r["evaluations"].values()) for r in runs.values()) / 3600
@@ -173,7 +207,9 @@ def readme(report, budget, done):
         f"{report['hardware']['cpu']} with {report['hardware']['cores']} cores"
         f"{', GPUs ' + ', '.join(report['hardware']['gpus']) if report['hardware']['gpus'] else ', no GPU'}; "
         f"TensorFlow {report['software']['tensorflow']}. Data: {report['data']}, test split. "
-        f"Setting: {budget.description}. Every number is in `reproduce.json`.",
+        f"Setting: {budget.description}. OAT and OATS recipe: `{report['recipe']['name']}` ("
+        + ", ".join(f"{k} = {v}" for k, v in report["recipe"]["fields"].items()) + "; `oat_tf/config.py` RECIPES). "
+        "Every number is in `reproduce.json`.",
         "",
         f"Evaluation: SA on {'the whole test split' if not budget.num_clean else f'{budget.num_clean} test images'}, "
         f"RA under {budget.main_attack} (ε = 8/255, step 2/255, one random start) on the first {budget.num_robust} of "
@@ -191,6 +227,8 @@ def readme(report, budget, done):
         lines.append("| " + " | ".join(cells) + f" | **{claim['verdict']}** |")
     lines += ["", "The criteria were fixed before the numbers were seen; \"close\" allows 3 pp, about two standard "
               "errors of the difference of two RA estimates on 2,000 images.", ""]
+    if other_claims:
+        lines += _side_by_side(report, other_claims)
     main = budget.main_attack
 
     def curve(name, attack, evaluation="main", width=1.0):
@@ -217,11 +255,14 @@ def readme(report, budget, done):
     lines += ["## Fig. 7: other attacks", "", "![Fig. 7](fig7_attacks.png)", "",
               _table({f"{m} {a}": (curve("oat", a, e) if m == "OAT" else role_curve("dedicated", a, e))
                       for a, e in attacks for m in ("OAT", "PGD-AT")}, S1), ""]
-    lines += ["## Fig. 2: last-BN statistics of PGD-AT models", "", "![Fig. 2](fig2_bn_statistics.png)", "",
+    missing = ("Not drawn: the model files it needs are missing (runs restored from a committed report keep "
+               "their numbers only); the dedicated models' figure is the same for every recipe.")
+    lines += ["## Fig. 2: last-BN statistics of PGD-AT models", "",
+              "![Fig. 2](fig2_bn_statistics.png)" if "fig2_bn_statistics.png" in report["figures"] else missing, "",
               f"Layer `{report['bn_last_layer']}`; centroids (mean, mean log variance) and distances in "
               "`reproduce.json` (`claims`, id `fig2-bn-statistics`).", "",
-              "## Jacobian saliency", "", "![saliency](saliency.png)", "",
-              "Alignment proxy |cos(∇ₓ, x − mean x)| over "
+              "## Jacobian saliency", "", "![saliency](saliency.png)" if "saliency.png" in report["figures"] else missing,
+              "", "Alignment proxy |cos(∇ₓ, x − mean x)| over "
               f"{ALIGNMENT_IMAGES} test images: "
               + (", ".join(f"{k} {v:.3f}" for k, v in report["saliency_alignment"].items()) or "—") + ".", "",
               "## Cost", ""]
