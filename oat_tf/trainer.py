@@ -124,6 +124,7 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, strategy=None):
+        self._started = time.perf_counter()
         self.config = config.validate()
         self.strategy = strategy or default_strategy()
         self.run_dir = worker_run_dir(config.run_dir, self.strategy)
@@ -319,6 +320,8 @@ class Trainer:
             data=f"{config.dataset} validation split" + (" (JPEG copy)" if config.data_dir else ""),
             resumed_from=self.resumed_from, epoch_seconds=epoch_times["wall_seconds"],
             epoch_cpu_seconds=epoch_times["cpu_seconds"],
+            # This invocation's wall clock, from loading the data to the saved model (validations included).
+            invocation_seconds=round(time.perf_counter() - self._started, 1),
             validation=rows,
         )
         write_json(os.path.join(self.run_dir, "summary.json"), summary)

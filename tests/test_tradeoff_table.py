@@ -38,3 +38,34 @@ def test_end_separation_per_width():
 def test_end_separation_needs_both_ends():
     with pytest.raises(ValueError, match="width 1 needs rows"):
         end_separation(ROWS[:3])
+
+
+def test_record_quickstart_writes_the_table_and_verdicts(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    run = tmp_path / "run"
+    run.mkdir()
+    summary = dict(command="python train/oats.py --preset=cpu", commit="abc", time_utc="2026-01-01T00:00:00+00:00",
+                   hardware=dict(cpu="cpu", cores=2, gpus=[]), data="cifar10 validation split",
+                   config=dict(method="oats", model="resnet20", width_multiplier=0.5, epochs=7, train_examples=10000,
+                               train_attack="fgsm-rs", lam_set=[0.0, 1.0], film_form="identity"),
+                   epoch_seconds=[60.0] * 7, invocation_seconds=900.0, validation=ROWS)
+    (run / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "out"
+    command = [sys.executable, os.path.join(ROOT, "experiments", "record_quickstart.py"), f"--run_dir={run}",
+               "--name=qs", f"--out={out}"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    text = (out / "README.md").read_text()
+    assert json.loads((out / "qs_summary.json").read_text()) == summary
+    assert "Wall clock: 15.0 min (the whole run)" in text and tradeoff_table(ROWS) in text
+    assert "- width 0.5: SA +10.0 ± 3.1 pp, RA +10.0 ± 2.2 pp — **holds**" in text
+    assert "- width 1: SA +5.0 ± 3.1 pp, RA +18.0 ± 2.5 pp — **does not hold**" in text
+    missing = subprocess.run(command[:2] + [f"--run_dir={tmp_path / 'none'}", f"--out={out}"], capture_output=True,
+                             text=True, timeout=300)
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
