@@ -17,6 +17,7 @@ from oat_tf.input_pipeline import AUGMENTED, training_dataset
 from oat_tf.lambda_sampling import LambdaSampler
 from oat_tf.models.zoo import build_model
 from oat_tf.provenance import provenance, write_atomic, write_json
+from oat_tf.run_clock import LONG_RUN_S, RunClock, format_duration
 from oat_tf.tradeoff_table import tradeoff_table
 
 # Fields that define the trained network: a resumed run must agree on them.
@@ -268,6 +269,27 @@ class Trainer:
             image = tf.io.decode_png(tf.io.read_file(path))[None]
             tf.summary.image("sa_ra_tradeoff", image)
 
+    def describe(self):
+        """What this run trains, in one line."""
+        config = self.config
+        device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU, no GPU"
+        widths = ", ".join(f"{w:g}" for w in self.model.widths)
+        return (f"training {config.method.upper()} on {config.dataset}: {config.model} ×{config.width_multiplier:g} "
+                f"(widths {widths}), {config.epochs} epochs × {self.steps_per_epoch} steps of {config.batch_size} "
+                f"images ({len(self.train_labels)} training images), training attack {config.train_attack}, "
+                f"{self.strategy.num_replicas_in_sync} replica(s) on {device}; validation on "
+                f"{len(self.val_labels)} images under {config.eval_attack}")
+
+    def estimate(self, clock):
+        """The run's estimated training time after the first timed steps, with a hint for long CPU runs."""
+        left = clock.remaining_seconds()
+        text = (f"estimated training time left: {format_duration(left)} ({clock.seconds_per_step:.2f} s per step, "
+                f"{clock.total_steps - clock.steps_done} steps), validations not included")
+        if left > LONG_RUN_S and not tf.config.list_physical_devices("GPU"):
+            text += (f"\nthis is a long run for a machine without a GPU; `--preset=cpu` trains a small model in "
+                     f"about 15 minutes (Ctrl-C stops; the same command resumes from the last epoch)")
+        return text
+
     def train(self, on_epoch_end=None):
         """Runs the remaining epochs; returns the summary dict also written to run_dir/summary.json."""
         config = self.config
@@ -280,20 +302,32 @@ class Trainer:
         if os.path.exists(times_path):
             with open(times_path) as f:
                 epoch_times = {k: v[:start_epoch] for k, v in json.load(f).items()}
+        announced = False
+        clock = RunClock(config.epochs * self.steps_per_epoch, start_epoch * self.steps_per_epoch)
+        print(self.describe(), flush=True)
+        if start_epoch < config.epochs:
+            print("compiling the training step…", flush=True)
         for epoch in range(start_epoch, config.epochs):
-            bar = keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=["loss", "images/s"],
+            print(f"epoch {epoch + 1}/{config.epochs}", flush=True)
+            bar = keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=["loss", "images/s", "run min left"],
                                       unit_name="step")
             started, started_cpu = time.perf_counter(), time.process_time()
             for i, batch in enumerate(self._dataset(epoch)):
                 step = tf.constant(epoch * self.steps_per_epoch + i, tf.int64)
                 tick = time.perf_counter()
                 loss = float(self._train_step(batch, step))
-                speed = config.batch_size / (time.perf_counter() - tick)
-                bar.update(i + 1, [("loss", loss), ("images/s", speed)])
+                seconds = time.perf_counter() - tick
+                clock.record(seconds)
+                if clock.ready and not announced:
+                    announced = True
+                    print(f"\n{self.estimate(clock)}", flush=True)
+                left = clock.remaining_seconds()
+                bar.update(i + 1, [("loss", loss), ("images/s", config.batch_size / seconds)]
+                           + ([("run min left", left / 60)] if left is not None else []))
                 with self.writer.as_default(step=int(step)):
                     tf.summary.scalar("train/loss", loss)
                     tf.summary.scalar("train/learning_rate", float(self.optimizer.learning_rate))
-                    tf.summary.scalar("train/images_per_s", speed)
+                    tf.summary.scalar("train/images_per_s", config.batch_size / seconds)
             epoch_times["wall_seconds"].append(round(time.perf_counter() - started, 1))
             epoch_times["cpu_seconds"].append(round(time.process_time() - started_cpu, 1))
             self.epoch.assign(epoch + 1)
