@@ -7,6 +7,7 @@ from oat_tf.attacks import build_attack
 from oat_tf.data import DATASETS
 from oat_tf.lambdas import S1, S2, validate_grid
 from oat_tf.layers.film import FILM_FORMS
+from oat_tf.models.network import NORM_ROUTINGS
 from oat_tf.models.zoo import ARCHITECTURES, SLIMMABLE_WIDTHS
 
 # method → (zoo variant, conditioned on λ, slimmable)
@@ -18,7 +19,7 @@ METHODS = {
 }
 LAMBDA_SETS = {"S1": S1, "S2": S2}
 # TrainConfig fields that are OATNetwork options of the same name (how the network is conditioned on λ).
-NETWORK_CONDITIONING = ("film_form", "shortcut_film", "private_share", "adapter_share")
+NETWORK_CONDITIONING = ("film_form", "shortcut_film", "private_share", "adapter_share", "norm_routing")
 PAPER_MODELS = {"cifar10": "resnet34", "svhn": "wrn16_8", "stl10": "wrn40_2"}
 
 
@@ -36,6 +37,7 @@ class TrainConfig:
     encoding: str = "orthogonal"
     film_form: str = "reference"  # FiLM as in the paper's code, or "identity" (centred at γ = 1, β = 0)
     shortcut_film: bool = True  # FiLM also after the projection shortcuts' norms (the paper's ResNet: no)
+    norm_routing: str = "switch"  # dual BN: every λ > 0 takes BN_a (the paper's), or "blend": (1 − λ)·BN_c + λ·BN_a
     private_share: float = 0.0  # share of channels private to the clean end (gate 1 − λ), as many to the robust end (λ)
     adapter_share: float = 0.0  # λ adapters on the blocks' 3×3 convs, rank ≈ share·channels per end (0: none)
     clean_share: float = None  # OAT(S): share of λ = 0 samples per batch (None: ⌈B/|S|⌉, the reference code's)
@@ -89,6 +91,8 @@ class TrainConfig:
         self.lam_set = validate_grid(self.lam_set, "lam_set")
         if self.film_form not in FILM_FORMS:
             raise ValueError(f"unknown film_form {self.film_form!r}; choose one of {list(FILM_FORMS)}.")
+        if self.norm_routing not in NORM_ROUTINGS:
+            raise ValueError(f"unknown norm_routing {self.norm_routing!r}; choose one of {list(NORM_ROUTINGS)}.")
         if not 0.0 <= self.private_share <= 0.5 or (self.private_share and not self.conditioned):
             raise ValueError(f"private_share must lie in [0, 0.5] and needs a λ-conditioned method (oat, oats), "
                              f"got {self.private_share} with {self.method!r}.")
@@ -137,7 +141,7 @@ class TrainConfig:
 # results/ablation/README.md). `epoch_scale` multiplies a setting's epochs: a recipe with a cheaper
 # training step spends the same compute on more epochs.
 _PAPER_RECIPE = dict(film_form="reference", shortcut_film=False, private_share=0.0, adapter_share=0.0, clean_share=None,
-                     film_lr_scale=1.0, joint_forward=False, lam_set=S1, epoch_scale=1.0)
+                     film_lr_scale=1.0, joint_forward=False, norm_routing="switch", lam_set=S1, epoch_scale=1.0)
 RECIPES = {
     "paper": _PAPER_RECIPE,
     "port": dict(_PAPER_RECIPE, shortcut_film=True),

@@ -15,6 +15,7 @@ from oat_tf.lambdas import S1
 from tests.conftest import images
 
 OPTIONS = [dict(film_form="identity"), dict(shortcut_film=False), dict(private_share=0.25), dict(adapter_share=0.25),
+           dict(norm_routing="blend"),
            dict(film_form="identity", shortcut_film=False, private_share=0.25, adapter_share=0.25)]
 
 
@@ -72,6 +73,30 @@ def test_shortcut_film_option_removes_only_the_shortcut_modulation():
         build_model("resnet20", "oat", film_form="centred")
 
 
+def test_blended_norm_routing_interpolates_the_two_norms_between_the_ends(rng):
+    """`blend` equals `switch` at λ = 0 and λ = 1 (the same weights), and between them each norm is the
+    interpolation (1 − λ)·BN_c + λ·BN_a, so λ = 0.3 gives 0.7·(the λ = 0 route) + 0.3·(the λ = 1 route)
+    in the first norm's output."""
+    switch, blend = (build_model("resnet20", "oat", width_multiplier=0.25, film_form="identity", norm_routing=r)
+                     for r in ("switch", "blend"))
+    _perturbed(switch, seed=3)
+    assert _copy_shared_weights(switch, blend) == len(blend.weights)
+    x = images(rng, 4)
+    for lam in (0.0, 1.0):
+        inputs = {"image": x, "lam": np.full(4, lam, "float32")}
+        np.testing.assert_allclose(blend(inputs), switch(inputs), atol=1e-5)
+    inputs = {"image": x, "lam": np.full(4, 0.3, "float32")}
+    assert np.abs(np.asarray(blend(inputs)) - np.asarray(switch(inputs))).max() > 1e-3
+    norm = blend.stem_norm.norm
+    adversarial = np.array([0.0, 0.3, 1.0], "float32")
+    scale, shift = (np.asarray(t) for t in norm.inference_affine(adversarial))
+    np.testing.assert_allclose(scale[1], 0.7 * scale[0] + 0.3 * scale[2], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(shift[1], 0.7 * shift[0] + 0.3 * shift[2], rtol=1e-6, atol=1e-7)
+    assert np.abs(shift[0] - shift[2]).max() > 1e-3  # the routes differ (perturbed BN_a means)
+    with pytest.raises(ValueError, match="unknown norm routing"):
+        build_model("resnet20", "oat", norm_routing="soft")
+
+
 def _perturbed(model, seed=0):
     """The model with random FiLM outputs and distinct BN_c / BN_a statistics, so λ and its route matter."""
     rng = np.random.default_rng(seed)
@@ -99,7 +124,8 @@ def test_options_round_trip_through_keras_files(tmp_path, rng, options):
         np.testing.assert_array_equal(loaded(inputs, width=width), model(inputs, width=width))
 
 
-@pytest.mark.parametrize("options", OPTIONS[-1:], ids=["identity,no-shortcut-film,private,adapters"])
+@pytest.mark.parametrize("options", [OPTIONS[-1], dict(norm_routing="blend")],
+                         ids=["identity,no-shortcut-film,private,adapters", "blend"])
 def test_options_export_with_parity_and_lambda_routing(tmp_path, rng, options):
     model = _perturbed(build_model("resnet20", "oats", width_multiplier=0.25, **options))
     width = 0.5
@@ -109,10 +135,12 @@ def test_options_export_with_parity_and_lambda_routing(tmp_path, rng, options):
     lambdas = (0.0, 0.001, 0.01, 0.2, 1.0)
     reference = {lam: np.asarray(model({"image": x, "lam": np.full(16, lam, "float32")}, width=width))
                  for lam in lambdas}
-    assert np.abs(reference[0.0] - reference[0.001]).max() > 0.05  # the two routes differ
     float32 = TFLiteModel(convert(saved, "float32"))
     for lam in lambdas:
         np.testing.assert_allclose(float32(x, lam), reference[lam], atol=1e-4)
+    if options.get("norm_routing") == "blend":
+        return  # no route switch at λ > 0 to check: λ moves the norms continuously
+    assert np.abs(reference[0.0] - reference[0.001]).max() > 0.05  # the two routes differ
     calibration = representative_dataset(images(rng, 32), S1, count=32)
     int8 = TFLiteModel(convert(saved, "int8", representative=calibration))
     for lam, other in ((0.0, 0.001), (0.001, 0.0), (0.01, 0.0), (1.0, 0.0)):
@@ -176,6 +204,7 @@ def test_clean_share_sets_the_lambda_zero_samples_per_batch():
     "overrides,match",
     [
         (dict(film_form="centred"), "unknown film_form"),
+        (dict(norm_routing="soft"), "unknown norm_routing"),
         (dict(clean_share=1.0), r"clean_share must lie in \(0, 1\)"),
         (dict(clean_share=float("nan")), r"clean_share must lie in \(0, 1\)"),
         (dict(clean_share=0.5, lam_set=(0.5, 1.0)), "needs a lam_set with 0"),

@@ -32,6 +32,8 @@ for name, kind, help_text in [
     ("encoding", "string", "λ encoding: orthogonal, onehot, dct, scalar."),
     ("film_form", "string", "FiLM form: reference (the paper's) or identity (centred at γ = 1, β = 0)."),
     ("shortcut_film", "bool", "FiLM also after the projection shortcuts' norms (the paper's ResNet: no)."),
+    ("norm_routing", "string", "Dual BN routing: switch (the paper's: every λ > 0 takes BN_a) or blend "
+                               "((1 − λ)·BN_c + λ·BN_a)."),
     ("private_share", "float", "Share of channels private to the clean end (gated by 1 − λ), and as many to the "
                                "robust end (gated by λ); default 0."),
     ("adapter_share", "float", "λ adapters on the blocks' 3×3 convolutions, rank ≈ share·channels per end of "
@@ -56,13 +58,11 @@ for name, kind, help_text in [
 def config_from_flags():
     values = dict(preset(FLAGS.preset, FLAGS.dataset, FLAGS.recipe), method=FLAGS.method, dataset=FLAGS.dataset,
                   data_dir=FLAGS.data_dir or "")
-    for name in ("model", "width_multiplier", "encoding", "film_form", "shortcut_film", "private_share", "adapter_share",
-                 "clean_share",
-                 "film_lr_scale",
-                 "joint_forward", "lam", "epochs",
-                 "batch_size", "learning_rate", "momentum",
-                 "weight_decay", "train_attack", "epsilon_255", "train_examples", "validation_size", "eval_every",
-                 "eval_examples", "eval_attack", "xla", "seed", "continuous_lam", "normal_bn"):
+    for name in ("model", "width_multiplier", "encoding", "film_form", "shortcut_film", "norm_routing", "private_share",
+                 "adapter_share", "clean_share", "film_lr_scale", "joint_forward", "lam", "epochs", "batch_size",
+                 "learning_rate", "momentum", "weight_decay", "train_attack", "epsilon_255", "train_examples",
+                 "validation_size", "eval_every", "eval_examples", "eval_attack", "xla", "seed", "continuous_lam",
+                 "normal_bn"):
         if getattr(FLAGS, name) is not None:
             values[name] = getattr(FLAGS, name)
     if FLAGS.lam_set is not None:

@@ -19,9 +19,11 @@ class DualBatchNorm(keras.layers.Layer):
     """Batch norm whose statistics and affine parameters depend on the sample's route and the width.
 
     With `dual=True` there are two BNs: BN_c normalizes the samples whose
-    `adversarial` flag is False (λ = 0) and BN_a those whose flag is True
-    (λ > 0), per sample inside one mixed batch; in training each group's
-    statistics come from that group alone and a group may be empty. With
+    `adversarial` weight w is 0 (λ = 0) and BN_a those whose weight is 1, per
+    sample inside one mixed batch; in training each group's statistics come from
+    that group alone (w > 0: BN_a's) and a group may be empty. A weight between
+    0 and 1 blends the two normalizations, (1 − w)·BN_c(x) + w·BN_a(x), which at
+    inference is one affine map with interpolated scale and shift. With
     `dual=False` it is one plain BN (the "OAT with normal BN" ablation).
     Every width in `widths` has its own independent set (switchable BN), over the
     first C_α = ⌊α·C⌋ channels. Input (B, ..., C_α), output the same shape.
@@ -107,43 +109,43 @@ class DualBatchNorm(keras.layers.Layer):
         moving_mean.assign(ops.where(seen, (1 - m) * moving_mean + m * mean, moving_mean))
         moving_variance.assign(ops.where(seen, (1 - m) * moving_variance + m * unbiased, moving_variance))
 
-    def _masks(self, batch_size, adversarial):
-        if not self.dual:
-            return (ops.ones((batch_size,)),)
+    def _weight(self, adversarial):
         if adversarial is None:
-            raise ValueError("a dual batch norm needs the per-sample `adversarial` flags (λ > 0).")
-        adv = ops.cast(ops.reshape(adversarial, (-1,)), "float32")
-        return (1.0 - adv, adv)
+            raise ValueError("a dual batch norm needs the per-sample `adversarial` weights (λ > 0 → BN_a).")
+        return ops.cast(ops.reshape(adversarial, (-1,)), "float32")
 
-    def _per_sample(self, affines, masks):
-        """(scale, shift) of shape (B, C): each sample takes its route's pair; (1, C) with one route."""
+    def _per_sample(self, affines, adversarial):
+        """(scale, shift) of shape (B, C): each sample's blend (1 − w)·BN_c + w·BN_a; (1, C) with one route."""
         if not self.dual:
             scale, shift = affines[0]
             return scale[None, :], shift[None, :]
-        pick = ops.reshape(masks[1], (-1, 1)) > 0.5
-        scale = ops.where(pick, affines[1][0][None, :], affines[0][0][None, :])
-        shift = ops.where(pick, affines[1][1][None, :], affines[0][1][None, :])
-        return scale, shift
+        w = ops.reshape(self._weight(adversarial), (-1, 1))
+        (clean_scale, clean_shift), (adv_scale, adv_shift) = affines
+        # (1 − w)·c + w·a, not c + w·(a − c): exact at w = 0 and w = 1.
+        return ((1.0 - w) * clean_scale + w * adv_scale, (1.0 - w) * clean_shift + w * adv_shift)
 
     def inference_affine(self, adversarial=None, width=1.0):
         """The layer at inference as x · scale + shift, with scale and shift of shape (B, C_α)
-        ((1, C_α) without routes): the folded moving statistics of each sample's route."""
+        ((1, C_α) without routes): the folded moving statistics of each sample's route(s)."""
         per_route = self.params[width_index(self.widths, width)]
-        masks = self._masks(ops.shape(adversarial)[0] if adversarial is not None else 1, adversarial)
         affines = [self._affine(params, params[2], params[3]) for params in per_route]
-        return self._per_sample(affines, masks)
+        return self._per_sample(affines, adversarial)
 
     def call(self, inputs, adversarial=None, width=1.0, training=False):
         if not training:
             return per_sample_affine(inputs, *self.inference_affine(adversarial, width))
         x = ops.cast(inputs, "float32")
-        masks = self._masks(ops.shape(x)[0], adversarial)
+        if self.dual:
+            routed = ops.cast(self._weight(adversarial) > 0, "float32")
+            masks = (1.0 - routed, routed)
+        else:
+            masks = (ops.ones((ops.shape(x)[0],)),)
         affines = []
         for params, mask in zip(self.params[width_index(self.widths, width)], masks):
             mean, variance, count = self._moments(x, mask)
             self._update_moving(params, mean, variance, count)
             affines.append(self._affine(params, mean, variance))
-        return per_sample_affine(x, *self._per_sample(affines, masks))
+        return per_sample_affine(x, *self._per_sample(affines, adversarial))
 
     def compute_output_shape(self, input_shape, adversarial_shape=None):
         return input_shape

@@ -14,6 +14,8 @@ from oat_tf.layers.slimmable_dense import SlimmableDense
 from oat_tf.layers.slimming import validate_widths, width_index
 from oat_tf.models.blocks import BLOCKS
 
+NORM_ROUTINGS = ("switch", "blend")  # how λ picks between BN_c and BN_a
+
 
 @keras.saving.register_keras_serializable(package="oat_tf")
 class OATNetwork(keras.Model):
@@ -37,7 +39,9 @@ class OATNetwork(keras.Model):
     has none there) and `private_share` (a share of every norm's channels private to the
     clean end, gated by 1 − λ, and as many to the robust end, gated by λ; 0: none) and
     `adapter_share` (a `LambdaAdapter` of rank ≈ share·C per end on every 3×3 convolution
-    of the blocks; 0: none). `block`, `stem_channels` and `stages` ((channels, blocks, stride) per stage)
+    of the blocks; 0: none) and `norm_routing` (`switch`, the paper's: every λ > 0 takes
+    BN_a; `blend`: λ weighs the two, (1 − λ)·BN_c + λ·BN_a, the same at λ = 0 and 1 and an
+    interpolation of the two norms between them). `block`, `stem_channels` and `stages` ((channels, blocks, stride) per stage)
     describe the architecture.
     """
 
@@ -60,6 +64,7 @@ class OATNetwork(keras.Model):
         shortcut_film=True,
         private_share=0.0,
         adapter_share=0.0,
+        norm_routing="switch",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -67,6 +72,9 @@ class OATNetwork(keras.Model):
             raise ValueError(f"unknown block {block!r}; choose one of {list(BLOCKS)}.")
         if film_form not in FILM_FORMS:
             raise ValueError(f"unknown FiLM form {film_form!r}; choose one of {list(FILM_FORMS)}.")
+        if norm_routing not in NORM_ROUTINGS:
+            raise ValueError(f"unknown norm routing {norm_routing!r}; choose one of {list(NORM_ROUTINGS)}.")
+        self.norm_routing = norm_routing
         self.block = block
         self.stem_channels = int(stem_channels)
         self.stages = tuple((int(c), int(n), int(s)) for c, n, s in stages)
@@ -165,7 +173,7 @@ class OATNetwork(keras.Model):
         image, lam = self.prepare_inputs(inputs)
         cond = dict(
             code=self.encoding(lam) if self.film else None,
-            adversarial=lam > 0 if self.dual_bn else None,
+            adversarial=(lam if self.norm_routing == "blend" else ops.cast(lam > 0, "float32")) if self.dual_bn else None,
             width=width,
             training=training,
             lam=lam,
@@ -200,5 +208,6 @@ class OATNetwork(keras.Model):
             shortcut_film=self.shortcut_film,
             private_share=self.private_share,
             adapter_share=self.adapter_share,
+            norm_routing=self.norm_routing,
         )
         return config
