@@ -56,7 +56,7 @@ class TrainConfig:
     epsilon_255: float = 8.0
     train_examples: int = 0  # 0: the whole training split (minus validation)
     validation_size: int = 5000
-    eval_every: int = 10  # epochs; every epoch in the last quarter, as the reference
+    eval_every: int = 10  # epochs, and after the last
     eval_examples: int = 1000
     eval_attack: str = "pgd7"
     eval_lambdas: tuple = S1
@@ -168,7 +168,7 @@ def preset(name, dataset="cifar10", recipe=None):
                       train_examples=0, eval_every=10, eval_examples=1000)
     elif name == "cpu":
         values = dict(model="resnet20", width_multiplier=0.5, epochs=5, batch_size=128, train_attack="fgsm-rs",
-                      train_examples=10000, eval_every=5, eval_examples=500, eval_attack="pgd7")
+                      train_examples=10000, eval_every=10, eval_examples=1000, eval_attack="pgd7")
     else:
         raise ValueError(f"unknown preset {name!r}; choose paper or cpu.")
     return dict(values, **recipe_fields(recipe or name, values["epochs"]))

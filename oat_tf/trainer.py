@@ -247,7 +247,7 @@ class Trainer:
 
     def _should_evaluate(self, epoch):
         epochs = self.config.epochs
-        return epoch == epochs or epoch % self.config.eval_every == 0 or epoch > 0.75 * epochs
+        return epoch == epochs or epoch % self.config.eval_every == 0
 
     def validate(self):
         """SA/RA on the validation images per validation λ and width (never the test split)."""

@@ -48,7 +48,7 @@ for name, kind, help_text in [
     ("weight_decay", "float", "L2 weight decay."), ("train_attack", "string", "Training attack (e.g. pgd7, fgsm-rs)."),
     ("epsilon_255", "float", "L∞ budget in 1/255 units."), ("train_examples", "integer", "Training subset (0: all)."),
     ("validation_size", "integer", "Images held out of the training split."),
-    ("eval_every", "integer", "Validate every k epochs (and each epoch of the last quarter)."),
+    ("eval_every", "integer", "Validate every k epochs and after the last."),
     ("eval_examples", "integer", "Validation images for SA/RA."), ("eval_attack", "string", "Validation attack."),
     ("xla", "bool", "XLA-compile the attack."), ("seed", "integer", "Seed."),
 ]:
