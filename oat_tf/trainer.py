@@ -18,6 +18,7 @@ from oat_tf.lambda_sampling import LambdaSampler
 from oat_tf.models.zoo import build_model
 from oat_tf.provenance import provenance, write_atomic, write_json
 from oat_tf.run_clock import LONG_RUN_S, RunClock, format_duration
+from oat_tf.tensorboard_layout import validation_tag, write_run_overview
 from oat_tf.tradeoff_table import tradeoff_table
 
 # Fields that define the trained network: a resumed run must agree on them.
@@ -179,6 +180,7 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.run_dir, "checkpoints"), max_to_keep=2)
         self.resumed_from = self.manager.restore_or_initialize()
         self.writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
+        write_run_overview(self.writer, self.model.widths, config.eval_attack, config.to_dict())
         # Per-variable learning-rate factors (SGD with momentum is linear in the gradient): FiLM's MLPs
         # may learn faster than the shared weights.
         self.lr_scales = [config.film_lr_scale if "/film/" in v.path else 1.0 for v in self.model.trainable_variables]
@@ -261,9 +263,8 @@ class Trainer:
 
         with self.writer.as_default(step=epoch):
             for row in rows:
-                tag = f"lam_{row['lambda']:g}/width_{row['width']:g}"
-                tf.summary.scalar(f"val_sa/{tag}", row["sa"])
-                tf.summary.scalar(f"val_ra_{row['attack']}/{tag}", row["ra"])
+                tf.summary.scalar(validation_tag("val_sa", row["lambda"], row["width"]), row["sa"])
+                tf.summary.scalar(validation_tag(f"val_ra_{row['attack']}", row["lambda"], row["width"]), row["ra"])
             path = os.path.join(self.run_dir, "sa_ra_val.png")
             plot_tradeoff(rows, path, title=f"validation SA–RA, epoch {epoch}")
             image = tf.io.decode_png(tf.io.read_file(path))[None]
