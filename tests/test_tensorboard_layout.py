@@ -33,3 +33,44 @@ def test_overview_is_written_to_the_event_file(tmp_path):
     assert [chart.title for chart in layout.category[0].chart] == ["SA, width 1", "RA (fgsm), width 1"]
     text = tf.make_ndarray(values["config"].tensor).item().decode()
     assert '"method": "oat"' in text and '"epochs": 3' in text
+
+
+def test_tensorboard_serves_the_layout_and_the_lambda_lines(tmp_path):
+    """What a user opening TensorBoard on a run gets, fetched over HTTP from a TensorBoard server."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    writer = tf.summary.create_file_writer(str(tmp_path / "run"))
+    write_run_overview(writer, (0.5, 1.0), "pgd7", dict(method="oats"))
+    with writer.as_default(step=1):
+        for lam in (0.0, 1.0):
+            tf.summary.scalar(validation_tag("val_sa", lam, 0.5), 0.5 - 0.1 * lam)
+    writer.flush()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    binary = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    server = subprocess.Popen([binary, f"--logdir={tmp_path}", f"--port={port}", "--host=127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        layout, deadline = None, time.monotonic() + 120
+        while layout is None or not layout:
+            assert time.monotonic() < deadline, "TensorBoard did not serve the layout within 120 s"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/custom_scalars/layout") as reply:
+                    layout = json.loads(reply.read())
+            except OSError:
+                time.sleep(1)
+        charts = [chart["title"] for chart in layout["category"][0]["chart"]]
+        assert charts == ["SA, width 0.5", "RA (pgd7), width 0.5", "SA, width 1", "RA (pgd7), width 1"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/scalars/tags") as reply:
+            tags = json.loads(reply.read())["run"]
+        assert {"val_sa/lam_0/width_0.5", "val_sa/lam_1/width_0.5"} <= set(tags)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
