@@ -69,10 +69,14 @@ COMBINATIONS = {
     "lam-ends-blend": (dict(lam_set=(0.0, 1.0), norm_routing="blend"),
                        "lam-ends with λ between the ends blending the two norms, (1 − λ)·BN_c + λ·BN_a, instead of "
                        "BN_a alone (training, which sees only λ = 0 and 1, is the same)"),
-    "lam-ends-blend-epochs-12": (dict(lam_set=(0.0, 1.0), norm_routing="blend", epochs=12),
-                                 "lam-ends-blend for 12 epochs: its step costs about 60 CPU-s per epoch measured "
-                                 "alone (identity-film-lam-ends, epochs 3–5) against today's 146, so 12 epochs cost "
-                                 "about today's training compute"),
+    # More epochs at about today's training compute, from the CPU time per epoch of the 5-epoch runs
+    # (lam-ends ≈ 100 CPU-s, identity-film-lam-ends ≈ 60 CPU-s from epoch 3 on; today's recipe ≈ 146).
+    "lam-ends-blend-epochs-8": (dict(lam_set=(0.0, 1.0), norm_routing="blend", epochs=8),
+                                "lam-ends-blend for 8 epochs, about 1.1× today's training CPU time"),
+    "identity-film-lam-ends-blend-epochs-12": (dict(film_form="identity", lam_set=(0.0, 1.0), norm_routing="blend",
+                                                    epochs=12),
+                                               "identity-film-lam-ends with blended norms for 12 epochs, about "
+                                               "today's training CPU time"),
 }
 # name → (the one λ trained on, the dedicated run it must match, recipe changes): today's recipe, and
 # the identity FiLM to tell the FiLM's share of a gap from the dual BN's.
@@ -83,7 +87,7 @@ EQUIVALENCES = {"oat-s0": (0.0, "pgdat-lam0", {}), "oat-s1": (1.0, "pgdat-lam1",
 QUEUE = ("pgdat-lam0", "pgdat-lam1", "oat", "identity-film", "private-quarter", "oat-s0", "oat-s1",
          "identity-film-s0", "no-shortcut-film", "identity-film-lr5", "clean-half", "adapters",
          "identity-film-lr5-clean-half", "joint-forward", "identity-film-s1", "lam-ends", "identity-film-lam-ends",
-         "lam-ends-blend", "lam-ends-blend-epochs-12", "scalar-encoding", "film-lr5", "epochs-10")
+         "lam-ends-blend", "lam-ends-blend-epochs-8", "identity-film-lam-ends-blend-epochs-12", "scalar-encoding", "film-lr5", "epochs-10")
 
 
 def _evaluation(lambdas):
