@@ -42,11 +42,12 @@ def test_summary_checks_each_goal_criterion():
             "oat-s1": _entry("oat-s1", "equivalence", {1.0: (40, 22)})}
     summary = ablation.summarize(done)
     assert summary["ablations"]["oat"]["criteria"] == dict(sa_at_0=False, ra_at_1=False, sa_span=False,
-                                                           ra_span=False, compute=True)
+                                                           ra_span=False, between_ends=True, compute=True)
     assert summary["ablations"]["oat"]["shortfall_pp"] == pytest.approx((57 - 45) + (23 - 20) + (14 - 0) + (17.5 - 10))
     assert summary["best"] == "good" and summary["ablations"]["good"]["shortfall_pp"] == 0
     good = summary["ablations"]["good"]
-    assert good["criteria"] == dict(sa_at_0=True, ra_at_1=True, sa_span=True, ra_span=True, compute=True)
+    assert good["criteria"] == dict(sa_at_0=True, ra_at_1=True, sa_span=True, ra_span=True, between_ends=True,
+                                    compute=True)
     assert good["sa_span"] == pytest.approx(17) and good["compute_vs_today"] == pytest.approx(1.23)
     done["good"]["train_cpu_seconds"] = 760.0  # 1.27× today's recipe
     assert ablation.summarize(done)["ablations"]["good"]["criteria"]["compute"] is False
@@ -55,7 +56,14 @@ def test_summary_checks_each_goal_criterion():
     text = ablation.readme(dict(summary=summary, command="python experiments/ablate.py", time_utc="t", commit="c",
                                 hardware=dict(cpu="cpu", cores=2), software=dict(tensorflow="2.21"),
                                 data="CIFAR-10 (JPEG copy)", pending_jobs=[]), {"good": "a change |S|"})
-    assert "| good | a change \\|S\\| | 57.5 / 6.0 |" in text and "(5/5)" in text and "| oat-s1 | 1 |" in text
+    assert "| good | a change \\|S\\| | 57.5 / 6.0 |" in text and "(6/6)" in text and "| oat-s1 | 1 |" in text
+    # A λ inside (0, 1) below both ends (and a span inflated by it) takes a run out of the choice.
+    dipped = {lam: (57.5 - 17 * lam, 6 + 18 * lam) for lam in S1}
+    dipped[0.1] = (30.0, 7.0)
+    done["dipped"] = _entry("dipped", "ablation", dipped, 600.0)
+    summary = ablation.summarize(done)
+    assert summary["ablations"]["dipped"]["criteria"]["between_ends"] is False
+    assert summary["ablations"]["dipped"]["sa_span"] == pytest.approx(27.5) and summary["best"] == "oat"
 
 
 def test_runs_recorded_in_a_committed_report_count_as_finished(tmp_path):
