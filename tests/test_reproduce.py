@@ -40,7 +40,8 @@ def test_smoke_budget_runs_end_to_end_and_resumes(tmp_path):
     plan = build_plan(BUDGETS["smoke"])
     assert sorted(report["runs"]) == sorted(run.name for run in plan)
     for name, run in report["runs"].items():
-        assert run["train_seconds"] > 0 and run["train_cpu_seconds"] > 0 and len(run["epoch_seconds"]) == 1
+        assert run["train_seconds"] > 0 and run["train_cpu_seconds"] > 0
+        assert len(run["epoch_seconds"]) == run["config"]["epochs"]  # 1, × the recipe's epoch scale for OAT(S)
         for evaluation in run["evaluations"].values():
             for row in evaluation["rows"]:
                 assert row["n_clean"] == 200 and row["n_robust"] in (64, 32)

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from oat_tf import build_model
 from oat_tf.config import TrainConfig
 from oat_tf.data import DataNotFoundError, load_split
 from oat_tf.lambda_sampling import LambdaSampler, clean_count
 from oat_tf.lambdas import S1
-from oat_tf.trainer import Trainer
+from oat_tf.trainer import Trainer, build_run_model
 from tests.conftest import ROOT
 
 
@@ -222,8 +221,9 @@ def test_two_worker_processes_train_in_step(tiny_folder, tmp_path):
     chief = keras.saving.load_model(tmp_path / "model.keras")
     worker = keras.saving.load_model(tmp_path / "workers" / "worker-1" / "model.keras")
     keras.utils.set_random_seed(0)  # the trainer's initialization
-    initial = build_model("resnet20", "oat", width_multiplier=0.5)
-    assert [v.path for v in initial.weights] == [v.path for v in chief.weights]
+    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()})
+    initial = build_run_model(config, num_classes=10)
+    assert [(v.path, v.shape) for v in initial.weights] == [(v.path, v.shape) for v in chief.weights]
     assert any(not np.allclose(a, b) for a, b in zip(chief.weights, initial.weights))
     for a, b in zip(chief.weights, worker.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
