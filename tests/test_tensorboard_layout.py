@@ -38,7 +38,6 @@ def test_overview_is_written_to_the_event_file(tmp_path):
 def test_tensorboard_serves_the_layout_and_the_lambda_lines(tmp_path):
     """What a user opening TensorBoard on a run gets, fetched over HTTP from a TensorBoard server."""
     import json
-    import os
     import socket
     import subprocess
     import sys
@@ -54,8 +53,8 @@ def test_tensorboard_serves_the_layout_and_the_lambda_lines(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    binary = os.path.join(os.path.dirname(sys.executable), "tensorboard")
-    server = subprocess.Popen([binary, f"--logdir={tmp_path}", f"--port={port}", "--host=127.0.0.1"],
+    server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", f"--logdir={tmp_path}", f"--port={port}",
+                               "--host=127.0.0.1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         layout, deadline = None, time.monotonic() + 120
