@@ -191,3 +191,5 @@ def test_report_sets_recipes_side_by_side(tmp_path):
                           _other_claims({"port": str(path)}))
     assert lines[6] == "| Fig. 4 | spans ≥ 50 % | SA/RA span 3/12 (**does not hold**) | SA/RA span 15/20 (**holds**) |"
     assert lines[7].endswith("| — |")  # a claim the other report lacks
+    piped = _side_by_side(dict(recipe=dict(name="cpu"), claims=[dict(claim, measured="|cos| 0.3")]), {})
+    assert "\\|cos\\| 0.3" in piped[-2]  # a "|" in a cell does not split the table row

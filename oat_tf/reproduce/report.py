@@ -189,10 +189,14 @@ def _side_by_side(report, others):
              "the same runs): " + "; ".join(f"`{n}`: `{p}`" for n, (p, _) in others.items()) + ".", "",
              "| figure | criterion | " + " | ".join(f"`{n}`" for n in names) + " |",
              "|---|---|" + "---|" * len(names)]
+
+    def cell(text):
+        return text.replace("|", "\\|").replace("\n", " ")
+
     for claim in report["claims"]:
         cells = [claim] + [claims.get(claim["id"]) for _, claims in others.values()]
-        lines.append(f"| {claim['figure']} | {claim['criterion']} | " + " | ".join(
-            "—" if c is None else f"{c['measured']} (**{c['verdict']}**)" for c in cells).replace("\n", " ") + " |")
+        lines.append(f"| {claim['figure']} | {cell(claim['criterion'])} | " + " | ".join(
+            "—" if c is None else f"{cell(c['measured'])} (**{c['verdict']}**)" for c in cells) + " |")
     return lines + [""]
 
 
