@@ -111,16 +111,22 @@ class DualBatchNorm(keras.layers.Layer):
 
     def _weight(self, adversarial):
         if adversarial is None:
-            raise ValueError("a dual batch norm needs the per-sample `adversarial` weights (λ > 0 → BN_a).")
+            raise ValueError("a dual batch norm needs the per-sample `adversarial` flags or weights (λ > 0 → BN_a).")
         return ops.cast(ops.reshape(adversarial, (-1,)), "float32")
 
     def _per_sample(self, affines, adversarial):
-        """(scale, shift) of shape (B, C): each sample's blend (1 − w)·BN_c + w·BN_a; (1, C) with one route."""
+        """(scale, shift) of shape (B, C): with boolean flags each sample's route, with weights w the blend
+        (1 − w)·BN_c + w·BN_a; (1, C) with one route."""
         if not self.dual:
             scale, shift = affines[0]
             return scale[None, :], shift[None, :]
-        w = ops.reshape(self._weight(adversarial), (-1, 1))
         (clean_scale, clean_shift), (adv_scale, adv_shift) = affines
+        if adversarial is not None and keras.backend.standardize_dtype(ops.convert_to_tensor(adversarial).dtype) == "bool":
+            # A select, not arithmetic: an int8 file then picks a route exactly instead of mixing two ranges.
+            pick = ops.reshape(ops.convert_to_tensor(adversarial), (-1, 1))
+            return ops.where(pick, adv_scale[None, :], clean_scale[None, :]), ops.where(
+                pick, adv_shift[None, :], clean_shift[None, :])
+        w = ops.reshape(self._weight(adversarial), (-1, 1))
         # (1 − w)·c + w·a, not c + w·(a − c): exact at w = 0 and w = 1.
         return ((1.0 - w) * clean_scale + w * adv_scale, (1.0 - w) * clean_shift + w * adv_shift)
 

@@ -173,7 +173,7 @@ class OATNetwork(keras.Model):
         image, lam = self.prepare_inputs(inputs)
         cond = dict(
             code=self.encoding(lam) if self.film else None,
-            adversarial=(lam if self.norm_routing == "blend" else ops.cast(lam > 0, "float32")) if self.dual_bn else None,
+            adversarial=(lam if self.norm_routing == "blend" else lam > 0) if self.dual_bn else None,
             width=width,
             training=training,
             lam=lam,
