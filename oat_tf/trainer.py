@@ -318,17 +318,18 @@ class Trainer:
                 tick = time.perf_counter()
                 loss = float(self._train_step(batch, step))
                 seconds = time.perf_counter() - tick
+                speed = config.batch_size / seconds
                 clock.record(seconds)
                 if clock.ready and not announced:
                     announced = True
                     print(f"\n{self.estimate(clock)}", flush=True)
                 left = clock.remaining_seconds()
-                bar.update(i + 1, [("loss", loss), ("images/s", config.batch_size / seconds)]
+                bar.update(i + 1, [("loss", loss), ("images/s", speed)]
                            + ([("run min left", left / 60)] if left is not None else []))
                 with self.writer.as_default(step=int(step)):
                     tf.summary.scalar("train/loss", loss)
                     tf.summary.scalar("train/learning_rate", float(self.optimizer.learning_rate))
-                    tf.summary.scalar("train/images_per_s", config.batch_size / seconds)
+                    tf.summary.scalar("train/images_per_s", speed)
             epoch_times["wall_seconds"].append(round(time.perf_counter() - started, 1))
             epoch_times["cpu_seconds"].append(round(time.process_time() - started_cpu, 1))
             self.epoch.assign(epoch + 1)

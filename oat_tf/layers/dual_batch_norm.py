@@ -121,9 +121,10 @@ class DualBatchNorm(keras.layers.Layer):
             scale, shift = affines[0]
             return scale[None, :], shift[None, :]
         (clean_scale, clean_shift), (adv_scale, adv_shift) = affines
-        if adversarial is not None and keras.backend.standardize_dtype(ops.convert_to_tensor(adversarial).dtype) == "bool":
+        flags = None if adversarial is None else ops.convert_to_tensor(adversarial)
+        if flags is not None and keras.backend.standardize_dtype(flags.dtype) == "bool":
             # A select, not arithmetic: an int8 file then picks a route exactly instead of mixing two ranges.
-            pick = ops.reshape(ops.convert_to_tensor(adversarial), (-1, 1))
+            pick = ops.reshape(flags, (-1, 1))
             return ops.where(pick, adv_scale[None, :], clean_scale[None, :]), ops.where(
                 pick, adv_shift[None, :], clean_shift[None, :])
         w = ops.reshape(self._weight(adversarial), (-1, 1))
