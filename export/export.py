@@ -31,12 +31,15 @@ flags.DEFINE_integer("seed", 0, "Seed of the data subsets and attack starts.")
 
 def main(argv):
     del argv
+    from oat_tf.config import flag_numbers
     from oat_tf.data import load_split
     from oat_tf.export import bundle_evaluation, export_bundle, representative_dataset
     from oat_tf.provenance import provenance
     from oat_tf.trainer import load_run
 
     try:
+        widths = FLAGS.widths and list(flag_numbers("widths", FLAGS.widths))
+        eval_lambdas = FLAGS.eval_lambdas and list(flag_numbers("eval_lambdas", FLAGS.eval_lambdas))
         model, config, class_names = load_run(FLAGS.checkpoint)
         data_dir = FLAGS.data_dir or config.data_dir or None
         train_images, _, _ = load_split(config.dataset, "train", data_dir, validation_size=config.validation_size,
@@ -47,12 +50,12 @@ def main(argv):
         if FLAGS.eval_examples > 0:
             images, labels, _ = load_split(config.dataset, "test", data_dir, seed=FLAGS.seed)
             order = np.random.default_rng(FLAGS.seed).permutation(len(labels))[: FLAGS.eval_examples]
-            lambdas = [float(v) for v in FLAGS.eval_lambdas] if FLAGS.eval_lambdas else list(model.lam_grid)
+            lambdas = eval_lambdas or list(model.lam_grid)
             evaluation = bundle_evaluation(images[order] / np.float32(255), labels[order], lambdas, FLAGS.eval_attack,
                                            config.epsilon_255 / 255, FLAGS.robust_examples, seed=FLAGS.seed)
             data = f"{config.dataset} test split" + (" (JPEG copy)" if data_dir else "") + f", seeded subset of {len(order)}"
         manifest = export_bundle(
-            model, FLAGS.out, class_names, representative, widths=FLAGS.widths and [float(w) for w in FLAGS.widths],
+            model, FLAGS.out, class_names, representative, widths=widths,
             formats=FLAGS.formats, evaluation=evaluation, overwrite=FLAGS.overwrite,
             provenance_fields=provenance(source_run=FLAGS.checkpoint, model=config.model, variant=config.variant,
                                          method=config.method, data=data),

@@ -153,6 +153,14 @@ RECIPES = {
 }
 
 
+def flag_numbers(name, values):
+    """The floats of a comma-list flag (`--name=a,b,…`), or a ValueError naming the flag."""
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        raise ValueError(f"--{name} must be a comma list of numbers, got {','.join(values)!r}.") from None
+
+
 def recipe_fields(name, epochs):
     """The TrainConfig fields of recipe `name` in a setting of `epochs` epochs."""
     if name not in RECIPES:

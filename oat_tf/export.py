@@ -96,7 +96,11 @@ def convert(saved_model_dir, fmt, signature_keys=None, representative=None):
 
 
 class TFLiteModel:
-    """Runs one signature of a TFLite file with the LiteRT interpreter: logits for (images, λ)."""
+    """Runs one signature of a TFLite file with the LiteRT interpreter: logits for (images, λ).
+
+    Images must match the file's (H, W, C); λ is one number or one per image. λ values are
+    not checked here: the file clamps them to [0, 1] and reads NaN as 0.
+    """
 
     def __init__(self, path_or_bytes, signature="serving_default", num_threads=1):
         from ai_edge_litert.interpreter import Interpreter
@@ -104,10 +108,17 @@ class TFLiteModel:
         source = dict(model_content=path_or_bytes) if isinstance(path_or_bytes, bytes) else dict(model_path=path_or_bytes)
         self.interpreter = Interpreter(num_threads=num_threads, **source)
         self.runner = self.interpreter.get_signature_runner(signature)
+        self.image_shape = tuple(int(d) for d in self.runner.get_input_details()["image"]["shape_signature"][1:])
 
     def __call__(self, images, lam, batch_size=100):
         images = np.asarray(images, np.float32)
-        lam = np.broadcast_to(np.asarray(lam, np.float32), (len(images),))
+        if images.ndim != 4 or images.shape[1:] != self.image_shape:
+            raise ValueError(f"image must have shape (batch, {', '.join(map(str, self.image_shape))}) for this file, "
+                             f"got {images.shape}.")
+        lam = np.asarray(lam, np.float32)
+        if lam.ndim > 1 or (lam.ndim == 1 and len(lam) != len(images)):
+            raise ValueError(f"lam must be one number or one per image ({len(images)}), got shape {lam.shape}.")
+        lam = np.broadcast_to(lam, (len(images),))
         outputs = [
             self.runner(image=images[i : i + batch_size], lam=np.ascontiguousarray(lam[i : i + batch_size]))["logits"]
             for i in range(0, len(images), batch_size)

@@ -75,6 +75,15 @@ def write_atomic(path, write):
             os.remove(temporary)
 
 
+def read_json(path):
+    """The JSON document at `path`; ValueError naming the file when it is not valid JSON."""
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path!r} is not valid JSON ({error}); was it truncated or edited?") from None
+
+
 def write_json(path, data):
     def write(temporary):
         with open(temporary, "w") as f:

@@ -16,7 +16,7 @@ from oat_tf.evaluate import evaluate
 from oat_tf.input_pipeline import AUGMENTED, training_dataset
 from oat_tf.lambda_sampling import LambdaSampler
 from oat_tf.models.zoo import build_model
-from oat_tf.provenance import provenance, write_atomic, write_json
+from oat_tf.provenance import provenance, read_json, write_atomic, write_json
 from oat_tf.run_clock import LONG_RUN_S, RunClock, format_duration
 from oat_tf.tensorboard_layout import validation_tag, write_run_overview
 from oat_tf.tradeoff_table import tradeoff_table
@@ -61,19 +61,17 @@ def load_run(run_dir):
     if not os.path.isfile(config_path) or latest is None:
         raise FileNotFoundError(f"{run_dir!r} is not a training run with a checkpoint "
                                 "(expected config.json and checkpoints/ written by train/oats.py).")
-    with open(config_path) as f:
-        stored = json.load(f)
+    stored = read_json(config_path)
     known = {field.name for field in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known})
-    with open(classes_path) as f:
-        class_names = json.load(f)
+    class_names = read_json(classes_path)
     model = build_run_model(config, len(class_names))
     try:
         status = tf.train.Checkpoint(model_variables=checkpoint_variables(model)).read(latest)
         status.expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as error:
-        raise ValueError(f"checkpoint {latest!r} does not hold the {config.model}/{config.variant} network "
-                         f"described by {config_path!r}: {str(error)[:300]}") from None
+    except (AssertionError, ValueError, IndexError, tf.errors.OpError) as error:
+        raise ValueError(f"checkpoint {latest!r} is unreadable or does not hold the {config.model}/{config.variant} "
+                         f"network described by {config_path!r}: {str(error)[:300]}") from None
     return model, config, class_names
 
 
@@ -104,8 +102,7 @@ def _check_writable(run_dir):
 def _check_resume(config, run_dir):
     path = os.path.join(run_dir, "config.json")
     if os.path.exists(path):
-        with open(path) as f:
-            stored = TrainConfig.stored_dict(json.load(f))
+        stored = TrainConfig.stored_dict(read_json(path))
         current = config.to_dict()
         changed = [k for k in MODEL_FIELDS if stored[k] != current[k]]
         if changed:
@@ -178,7 +175,11 @@ class Trainer:
             model_variables=checkpoint_variables(self.model), optimizer=self.optimizer, epoch=self.epoch
         )
         self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.run_dir, "checkpoints"), max_to_keep=2)
-        self.resumed_from = self.manager.restore_or_initialize()
+        try:
+            self.resumed_from = self.manager.restore_or_initialize()
+        except (AssertionError, ValueError, IndexError, tf.errors.OpError) as error:
+            raise ValueError(f"cannot resume from {self.manager.latest_checkpoint!r} ({str(error)[:200]}); move the "
+                             "run directory's checkpoints/ aside to start over.") from None
         self.writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
         write_run_overview(self.writer, self.model.widths, config.eval_attack, config.to_dict())
         # Per-variable learning-rate factors (SGD with momentum is linear in the gradient): FiLM's MLPs
@@ -301,8 +302,7 @@ class Trainer:
         times_path = os.path.join(self.run_dir, "epoch_times.json")
         epoch_times = {"wall_seconds": [], "cpu_seconds": []}
         if os.path.exists(times_path):
-            with open(times_path) as f:
-                epoch_times = {k: v[:start_epoch] for k, v in json.load(f).items()}
+            epoch_times = {k: v[:start_epoch] for k, v in read_json(times_path).items()}
         announced = False
         clock = RunClock(config.epochs * self.steps_per_epoch, start_epoch * self.steps_per_epoch)
         print(self.describe(), flush=True)

@@ -136,8 +136,9 @@ def test_every_format_routes_lambda_zero_clean_and_small_lambdas_adversarial(bun
                 own = np.abs(outputs[lam] - reference[lam]).mean()
                 wrong = np.abs(outputs[lam] - reference[other]).mean()
                 assert own < wrong, f"{fmt} width {width} λ={lam}: {own:.4f} vs other route {wrong:.4f}"
-            clamped = file(images, 1.7)
-            np.testing.assert_allclose(clamped, outputs[1.0], atol=1e-5)
+            # Documented: λ is clamped to [0, 1] and NaN counts as 0.
+            for outside, inside in ((1.7, 1.0), (-0.5, 0.0), (np.nan, 0.0)):
+                np.testing.assert_allclose(file(images, outside), outputs[inside], atol=1e-5, err_msg=f"λ={outside}")
 
 
 def test_saved_model_reloads_in_a_fresh_process(bundle, model, rng, tmp_path):
@@ -189,7 +190,7 @@ def test_picker_meets_the_target_or_says_why(bundle):
         pick(manifest, min_sa=1.5)
 
 
-def test_bad_inputs_fail_clearly_and_leave_no_bundle(run_dir, model, tmp_path, monkeypatch):
+def test_bad_inputs_fail_clearly_and_leave_no_bundle(run_dir, bundle, model, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="not a training run"):
         load_run(str(tmp_path))
     other = tmp_path / "other"
@@ -202,6 +203,20 @@ def test_bad_inputs_fail_clearly_and_leave_no_bundle(run_dir, model, tmp_path, m
     (other / "classes.json").write_text(open(os.path.join(run_dir, "classes.json")).read())
     with pytest.raises(ValueError, match="does not hold"):
         load_run(str(other))
+    (other / "config.json").write_text(json.dumps(config))
+    for data_file in other.glob("checkpoints/*.data-*"):
+        data_file.write_bytes(data_file.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="is unreadable or does not hold"):
+        load_run(str(other))
+    (other / "classes.json").write_text('["cat", ')
+    with pytest.raises(ValueError, match=r"classes.json' is not valid JSON"):
+        load_run(str(other))
+
+    tflite = TFLiteModel(_file(bundle, 1.0, "float32"))
+    with pytest.raises(ValueError, match=r"image must have shape \(batch, 32, 32, 3\) for this file, got \(2, 28, 28, 3\)"):
+        tflite(np.zeros((2, 28, 28, 3), np.float32), 0.0)
+    with pytest.raises(ValueError, match=r"lam must be one number or one per image \(2\), got shape \(3,\)"):
+        tflite(np.zeros((2, 32, 32, 3), np.float32), [0.0, 0.5, 1.0])
 
     classes = [str(i) for i in range(10)]
     representative = export_lib.representative_dataset(np.zeros((4, 32, 32, 3), np.float32), model.lam_grid, 4)

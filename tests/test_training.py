@@ -111,6 +111,36 @@ def test_unwritable_run_dir_and_inconsistent_resume(tiny_folder, tmp_path):
         Trainer(tiny_config(tiny_folder, tmp_path / "run", film_form="identity"))
 
 
+def test_unreadable_run_files_name_the_file_and_keep_it(tiny_folder, tmp_path):
+    trainer = Trainer(tiny_config(tiny_folder, tmp_path / "run"))
+    saved = trainer.manager.save()
+    with open(saved + ".data-00000-of-00001", "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(ValueError, match=r"cannot resume from '.*ckpt-1'.*move the run directory's checkpoints/ aside"):
+        Trainer(tiny_config(tiny_folder, tmp_path / "run"))
+    assert os.path.getsize(saved + ".data-00000-of-00001") == 100  # nothing deleted
+    (tmp_path / "run" / "config.json").write_text('{"model": ')
+    with pytest.raises(ValueError, match=r"config.json' is not valid JSON"):
+        Trainer(tiny_config(tiny_folder, tmp_path / "run"))
+
+
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        ("--widths=0.5,x", "error: --widths must be a comma list of numbers, got '0.5,x'."),
+        ("--lam_set=0,1.5", "error: lam_set values must lie in [0, 1], got 1.5 in [0.0, 1.5]."),
+        ("--dataset=mnist", "flag --dataset=mnist: value should be one of <cifar10|stl10|svhn>"),
+    ],
+)
+def test_cli_bad_flags_fail_in_seconds_with_their_message(tmp_path, flag, message):
+    started = time.time()
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "train", "oats.py"), "--preset=cpu", flag,
+                             f"--run_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+    assert time.time() - started < 60 and not (tmp_path / "run" / "checkpoints").exists()
+
+
 @pytest.mark.parametrize("method", ["oat", "oats", "pgdat", "pgdats"])
 def test_every_method_trains_and_writes_its_outputs(tiny_folder, tmp_path, method):
     keras.utils.set_random_seed(0)

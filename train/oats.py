@@ -11,7 +11,7 @@ import sys
 
 from absl import app, flags
 
-from oat_tf.config import LAMBDA_SETS, METHODS, RECIPES, TrainConfig, preset
+from oat_tf.config import LAMBDA_SETS, METHODS, RECIPES, TrainConfig, flag_numbers, preset
 from oat_tf.data import DATASETS
 from oat_tf.tradeoff_table import tradeoff_table
 
@@ -67,13 +67,10 @@ def config_from_flags():
             values[name] = getattr(FLAGS, name)
     if FLAGS.lam_set is not None:
         text = FLAGS.lam_set.strip()
-        try:
-            values["lam_set"] = LAMBDA_SETS.get(text.upper()) or tuple(float(v) for v in text.split(","))
-        except ValueError:
-            raise ValueError(f"--lam_set must be S1, S2 or a comma list of numbers, got {text!r}.") from None
+        values["lam_set"] = LAMBDA_SETS.get(text.upper()) or flag_numbers("lam_set", text.split(","))
         values["eval_lambdas"] = values["lam_set"]
     if FLAGS.widths is not None:
-        values["widths"] = tuple(float(w) for w in FLAGS.widths)
+        values["widths"] = flag_numbers("widths", FLAGS.widths)
     values["run_dir"] = FLAGS.run_dir or os.path.join("runs", f"{FLAGS.method}-{FLAGS.dataset}-{FLAGS.preset}")
     return TrainConfig(**values).validate()
 
