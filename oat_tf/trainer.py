@@ -195,6 +195,7 @@ class Trainer:
             lam = self.sampler(tf.stack([tf.cast(config.seed, tf.int64), step * 1024 + replica_id]))
         else:
             lam = tf.fill([self.local_batch], tf.constant(config.lam, tf.float32))
+        lam = tf.cast(lam, self.model.compute_dtype)  # float64 under a float64 Keras dtype policy
         n = self.num_clean
         seeds = tf.stack([tf.fill(tf.shape(ids), tf.cast(step, tf.int32) + config.seed * 7919), ids], axis=1)
         variables = self.model.trainable_variables
@@ -202,14 +203,14 @@ class Trainer:
         # Only the samples with (1 − λ) > 0 take the clean pass: a zero-weight pass costs a forward and
         # backward pass and would also move BN_a's moving statistics.
         c = self.clean_rows
-        padding = tf.zeros([self.local_batch - c])
+        padding = tf.zeros([self.local_batch - c], lam.dtype)
         total_grads = [tf.zeros_like(v) for v in variables]
         total_loss = 0.0
         for width in widths:
             if n < self.local_batch:
                 x_adv = self.attack(self.model, images[n:], labels[n:], lam[n:], width=width, seeds=seeds[n:])
             with tf.GradientTape() as tape:
-                per_sample = tf.zeros([self.local_batch])
+                per_sample = tf.zeros([self.local_batch], lam.dtype)
                 if c and n < self.local_batch and config.joint_forward:
                     # One pass over the clean and adversarial images: BN_a normalizes both with one set
                     # of batch statistics, as its moving statistics (their mixture) do at inference.
@@ -226,7 +227,7 @@ class Trainer:
                     per_sample += tf.concat([clean_loss, padding], axis=0)
                 if n < self.local_batch:
                     adv_loss = lam[n:] * keras.losses.sparse_categorical_crossentropy(labels[n:], logits_adv, True)
-                    per_sample += tf.concat([tf.zeros([n]), adv_loss], axis=0)
+                    per_sample += tf.concat([tf.zeros([n], lam.dtype), adv_loss], axis=0)
                 loss = tf.reduce_sum(per_sample) / (config.batch_size * len(widths))
             grads = tape.gradient(loss, variables)
             total_grads = [t if g is None else t + g for t, g in zip(total_grads, grads)]

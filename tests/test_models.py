@@ -86,3 +86,25 @@ def test_model_works_inside_tf_function_and_xla(rng):
     inputs = {"image": images(rng, 4), "lam": np.array([0, 0.1, 0.5, 1], "float32")}
     compiled = tf.function(lambda x: model(x, width=0.75), jit_compile=True)
     np.testing.assert_allclose(compiled(inputs), model(inputs, width=0.75), atol=1e-4)
+
+
+@pytest.mark.parametrize("encoding", ["orthogonal", "dct"])
+def test_every_conditioning_option_follows_a_float64_policy(rng, encoding):
+    """Under Keras's float64 policy every layer computes in float64 (the multi-device exactness test
+    needs it), and the result is the float32 network's to float32 precision."""
+    options = dict(encoding=encoding, film_form="identity", norm_routing="blend", private_share=0.25,
+                   adapter_share=0.25)
+    inputs = {"image": images(rng, 4), "lam": np.array([0.0, 0.2, 0.7, 1.0], "float32")}
+    keras.config.set_dtype_policy("float64")
+    try:
+        wide = build_model("resnet20", "oats", width_multiplier=0.25, **options)
+        # Perturbed weights, so that the zero-initialized FiLM and adapter layers take part.
+        wide.set_weights([w + 0.1 * rng.standard_normal(w.shape) for w in wide.get_weights()])
+        logits64 = wide(inputs, width=0.5, training=True)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    narrow = build_model("resnet20", "oats", width_multiplier=0.25, **options)
+    narrow.set_weights([w.astype("float32") for w in wide.get_weights()])
+    assert logits64.dtype == "float64" and all(w.dtype == "float64" for w in wide.weights)
+    np.testing.assert_allclose(np.asarray(logits64), np.asarray(narrow(inputs, width=0.5, training=True)),
+                               rtol=1e-4, atol=1e-4)

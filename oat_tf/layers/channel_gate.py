@@ -8,13 +8,13 @@ from oat_tf.layers.slimming import channels_at, validate_widths, width_index
 
 
 def private_masks(channels, share):
-    """(clean, robust) 0/1 vectors of length `channels`, disjoint and evenly spaced, each with about
+    """(clean, robust) boolean vectors of length `channels`, disjoint and evenly spaced, each with about
     share·channels ones (share ≤ 0.5). Every run of 1/share consecutive channels holds one of each, so
     a slimmed layer (its leading channels) keeps the proportions."""
     index = np.arange(channels)
     clean = np.floor((index + 1) * share) > np.floor(index * share)
     robust = np.floor((index + 1) * share + 0.5) > np.floor(index * share + 0.5)
-    return clean.astype("float32"), robust.astype("float32")
+    return clean, robust
 
 
 @keras.saving.register_keras_serializable(package="oat_tf")
@@ -37,8 +37,8 @@ class LambdaChannelGate(keras.layers.Layer):
 
     def call(self, lam, width=1.0):
         width_index(self.widths, width)
-        clean, robust = private_masks(channels_at(width, self.channels), self.share)
-        lam = ops.reshape(ops.cast(lam, "float32"), (-1, 1))
+        clean, robust = (m.astype(self.compute_dtype) for m in private_masks(channels_at(width, self.channels), self.share))
+        lam = ops.reshape(ops.cast(lam, self.compute_dtype), (-1, 1))
         return (1.0 - clean - robust) + clean * (1.0 - lam) + robust * lam
 
     def compute_output_shape(self, lam_shape, width=1.0):

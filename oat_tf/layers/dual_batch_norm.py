@@ -8,8 +8,8 @@ from oat_tf.layers.slimming import channels_at, validate_widths, width_index
 
 
 def per_sample_affine(x, scale, shift):
-    """x · scale + shift for x of shape (B, ..., C) and scale, shift of shape (B, C) or (1, C)."""
-    x = ops.cast(x, "float32")
+    """x · scale + shift for x of shape (B, ..., C) and scale, shift of shape (B, C) or (1, C), in scale's dtype."""
+    x = ops.cast(x, scale.dtype)
     shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
     return x * ops.reshape(scale, shape) + ops.reshape(shift, shape)
 
@@ -112,7 +112,7 @@ class DualBatchNorm(keras.layers.Layer):
     def _weight(self, adversarial):
         if adversarial is None:
             raise ValueError("a dual batch norm needs the per-sample `adversarial` flags or weights (λ > 0 → BN_a).")
-        return ops.cast(ops.reshape(adversarial, (-1,)), "float32")
+        return ops.cast(ops.reshape(adversarial, (-1,)), self.variable_dtype)
 
     def _per_sample(self, affines, adversarial):
         """(scale, shift) of shape (B, C): with boolean flags each sample's route, with weights w the blend
@@ -141,12 +141,13 @@ class DualBatchNorm(keras.layers.Layer):
     def call(self, inputs, adversarial=None, width=1.0, training=False):
         if not training:
             return per_sample_affine(inputs, *self.inference_affine(adversarial, width))
-        x = ops.cast(inputs, "float32")
+        # Statistics in the variables' dtype (float32 under mixed precision, as Keras's BatchNormalization).
+        x = ops.cast(inputs, self.variable_dtype)
         if self.dual:
-            routed = ops.cast(self._weight(adversarial) > 0, "float32")
+            routed = ops.cast(self._weight(adversarial) > 0, self.variable_dtype)
             masks = (1.0 - routed, routed)
         else:
-            masks = (ops.ones((ops.shape(x)[0],)),)
+            masks = (ops.ones((ops.shape(x)[0],), self.variable_dtype),)
         affines = []
         for params, mask in zip(self.params[width_index(self.widths, width)], masks):
             mean, variance, count = self._moments(x, mask)

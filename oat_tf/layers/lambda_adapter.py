@@ -34,7 +34,7 @@ class LambdaAdapter(keras.layers.Layer):
         self.up.build(self.down.compute_output_shape(inputs_shape))
 
     def call(self, inputs, lam, width=1.0):
-        lam = ops.reshape(ops.cast(lam, "float32"), (-1, 1, 1, 1))
+        lam = ops.reshape(ops.cast(lam, self.compute_dtype), (-1, 1, 1, 1))
         low = self.down(inputs, width=width)
         clean, robust = low[..., : self.rank], low[..., self.rank :]
         return self.up(ops.concatenate([(1.0 - lam) * clean, lam * robust], axis=-1), width=width)

@@ -78,22 +78,22 @@ class LambdaEncoding(keras.layers.Layer):
         for i in range(k - 1):
             fall_slope[i] = -1.0 / (g[i + 1] - g[i])
             fall_offset[i] = -g[i + 1] * fall_slope[i]
-        self._hat = tuple(v.astype("float32") for v in (rise_slope, rise_offset, fall_slope, fall_offset))
+        self._hat = (rise_slope, rise_offset, fall_slope, fall_offset)
 
     def interpolation_weights(self, lam):
         """(B, K) weights of the K grid codes for λ of shape (B,)."""
-        rise_slope, rise_offset, fall_slope, fall_offset = self._hat
+        rise_slope, rise_offset, fall_slope, fall_offset = (v.astype(self.compute_dtype) for v in self._hat)
         lam = lam[:, None]
         rise = lam * rise_slope + rise_offset
         fall = lam * fall_slope + fall_offset
         return ops.clip(ops.minimum(rise, fall), 0.0, 1.0)
 
     def call(self, lam):
-        lam = ops.reshape(ops.cast(lam, "float32"), (-1,))
+        lam = ops.reshape(ops.cast(lam, self.compute_dtype), (-1,))
         if self.kind == "scalar":
             return lam[:, None]
         if self.kind == "dct":
-            frequencies = np.arange(self.dim, dtype="float32") * math.pi
+            frequencies = np.arange(self.dim, dtype=self.compute_dtype) * math.pi
             return ops.cos(lam[:, None] * frequencies)
         return ops.matmul(self.interpolation_weights(lam), self.codes)
 

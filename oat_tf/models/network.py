@@ -131,7 +131,7 @@ class OATNetwork(keras.Model):
         self.built = True
 
     def prepare_inputs(self, inputs):
-        """Returns (image, lam) as float32 tensors of shapes (B, S, S, 3) and (B,), or a ValueError.
+        """Returns (image, lam) as tensors of the compute dtype, shapes (B, S, S, 3) and (B,), or a ValueError.
 
         Shapes are always checked; λ values (NaN, outside [0, 1]) and dynamic batch
         sizes are checked when running eagerly (inside a `tf.function` they cannot be read).
@@ -143,15 +143,15 @@ class OATNetwork(keras.Model):
             image, lam = inputs["image"], inputs.get("lam")
         else:
             image, lam = inputs, None
-        image = ops.cast(ops.convert_to_tensor(image), "float32")
+        image = ops.cast(ops.convert_to_tensor(image), self.compute_dtype)
         expected = (self.image_size, self.image_size, 3)
         if len(image.shape) != 4 or tuple(image.shape[1:]) != expected:
             raise ValueError(f"image must have shape (batch, {', '.join(map(str, expected))}), got {tuple(image.shape)}.")
         if lam is None:
             if self.conditioned:
                 raise ValueError("this model is conditioned on λ: pass {'image': x, 'lam': lam}.")
-            return image, ops.zeros((ops.shape(image)[0],))
-        lam = ops.cast(ops.convert_to_tensor(lam), "float32")
+            return image, ops.zeros((ops.shape(image)[0],), self.compute_dtype)
+        lam = ops.cast(ops.convert_to_tensor(lam), self.compute_dtype)
         if len(lam.shape) == 2 and lam.shape[1] == 1:
             lam = ops.reshape(lam, (-1,))
         if len(lam.shape) != 1:
