@@ -18,6 +18,7 @@ METHODS = {
     "pgdats": ("slimmable", False, True),
 }
 LAMBDA_SETS = {"S1": S1, "S2": S2}
+WIDTH_LOSSES = ("mean", "sum")
 # TrainConfig fields that are OATNetwork options of the same name (how the network is conditioned on λ).
 NETWORK_CONDITIONING = ("film_form", "shortcut_film", "private_share", "adapter_share", "norm_routing")
 PAPER_MODELS = {"cifar10": "resnet34", "svhn": "wrn16_8", "stl10": "wrn40_2"}
@@ -47,6 +48,7 @@ class TrainConfig:
     lam_set: tuple = S1  # OAT(S): the λ set sampled per sample
     continuous_lam: bool = False
     widths: tuple = SLIMMABLE_WIDTHS
+    width_loss: str = "mean"  # OATS/PGD-ATS: mean of the widths' losses, or "sum" (slimmable networks' accumulation)
     epochs: int = 200
     batch_size: int = 128
     learning_rate: float = 0.1
@@ -117,6 +119,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least {low}, got {value}.")
         if not self.learning_rate > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ValueError("learning_rate must be > 0, weight_decay ≥ 0 and momentum in [0, 1).")
+        if self.width_loss not in WIDTH_LOSSES:
+            raise ValueError(f"unknown width_loss {self.width_loss!r}; choose one of {list(WIDTH_LOSSES)}.")
         if not self.film_lr_scale > 0:
             raise ValueError(f"film_lr_scale must be > 0, got {self.film_lr_scale}.")
         build_attack(self.train_attack), build_attack(self.eval_attack)

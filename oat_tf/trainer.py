@@ -228,7 +228,7 @@ class Trainer:
                 if n < self.local_batch:
                     adv_loss = lam[n:] * keras.losses.sparse_categorical_crossentropy(labels[n:], logits_adv, True)
                     per_sample += tf.concat([tf.zeros([n], lam.dtype), adv_loss], axis=0)
-                loss = tf.reduce_sum(per_sample) / (config.batch_size * len(widths))
+                loss = tf.reduce_sum(per_sample) / (config.batch_size * (len(widths) if config.width_loss == "mean" else 1))
             grads = tape.gradient(loss, variables)
             total_grads = [t if g is None else t + g for t, g in zip(total_grads, grads)]
             total_loss += loss

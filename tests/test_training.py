@@ -310,6 +310,23 @@ def test_film_learning_rate_scale_multiplies_only_film_updates(tiny_folder, tmp_
         np.testing.assert_allclose(updates[1][path], expected, rtol=1e-4, atol=1e-7, err_msg=path)
 
 
+def test_width_loss_sum_accumulates_every_width_gradient(tiny_folder, tmp_path):
+    """Slimmable training's "sum" takes each width's whole gradient: without weight decay the first
+    step (no momentum yet) moves every weight by len(widths) × the "mean" step."""
+    steps = {}
+    for width_loss in ("mean", "sum"):
+        keras.utils.set_random_seed(0)
+        trainer = Trainer(tiny_config(tiny_folder, tmp_path / width_loss, method="oats", widths=(0.5, 1.0),
+                                      width_loss=width_loss, weight_decay=0.0))
+        before = [np.asarray(v).copy() for v in trainer.model.trainable_variables]
+        loss = float(trainer._train_step(next(iter(trainer._dataset(0))), tf.constant(0, tf.int64)))
+        steps[width_loss] = loss, {v.path: np.asarray(v) - b for v, b in zip(trainer.model.trainable_variables, before)}
+    np.testing.assert_allclose(steps["sum"][0], 2 * steps["mean"][0], rtol=1e-5)
+    assert max(np.abs(u).max() for u in steps["mean"][1].values()) > 1e-4
+    for path, update in steps["mean"][1].items():
+        np.testing.assert_allclose(steps["sum"][1][path], 2 * update, rtol=1e-3, atol=1e-6, err_msg=path)
+
+
 def test_joint_forward_computes_the_same_loss_with_one_statistics_update(tiny_folder, tmp_path):
     """With ε = 0 the adversarial images are the clean ones, so one joint pass normalizes each route with
     the same batch statistics as the two separate passes: the same loss. BN_a's moving statistics then

@@ -27,6 +27,8 @@ flags.DEFINE_string("lam_set", None, "OAT(S) λ set: S1, S2 or a comma list (def
 flags.DEFINE_bool("continuous_lam", None, "OAT(S): draw λ uniformly in (0, 1] instead of from the set.")
 flags.DEFINE_bool("normal_bn", None, "OAT with one BN instead of dual BN (the ablation).")
 flags.DEFINE_list("widths", None, "OATS/PGD-ATS width factors (default 0.5,0.75,1).")
+flags.DEFINE_enum("width_loss", None, ["mean", "sum"], "OATS/PGD-ATS: the mean of the widths' losses (default) or "
+                  "their sum, as slimmable networks accumulate every width's gradient.")
 for name, kind, help_text in [
     ("model", "string", "Zoo network."), ("width_multiplier", "float", "Channel multiplier."),
     ("encoding", "string", "λ encoding: orthogonal, onehot, dct, scalar."),
@@ -62,7 +64,7 @@ def config_from_flags():
                  "adapter_share", "clean_share", "film_lr_scale", "joint_forward", "lam", "epochs", "batch_size",
                  "learning_rate", "momentum", "weight_decay", "train_attack", "epsilon_255", "train_examples",
                  "validation_size", "eval_every", "eval_examples", "eval_attack", "xla", "seed", "continuous_lam",
-                 "normal_bn"):
+                 "normal_bn", "width_loss"):
         if getattr(FLAGS, name) is not None:
             values[name] = getattr(FLAGS, name)
     if FLAGS.lam_set is not None:
