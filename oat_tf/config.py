@@ -121,6 +121,8 @@ class TrainConfig:
             raise ValueError("learning_rate must be > 0, weight_decay ≥ 0 and momentum in [0, 1).")
         if self.width_loss not in WIDTH_LOSSES:
             raise ValueError(f"unknown width_loss {self.width_loss!r}; choose one of {list(WIDTH_LOSSES)}.")
+        if not METHODS[self.method][2]:
+            self.width_loss = "mean"  # one width: the same loss either way, recorded as runs before the option
         if not self.film_lr_scale > 0:
             raise ValueError(f"film_lr_scale must be > 0, got {self.film_lr_scale}.")
         build_attack(self.train_attack), build_attack(self.eval_attack)
@@ -143,12 +145,15 @@ class TrainConfig:
 # recipe, the paper's but with FiLM after the shortcut norms too (results/reproduce-cpu-port/ was made
 # with it). `cpu`: the recipe chosen at the cpu budget on the validation split (experiments/ablate.py,
 # results/ablation/README.md). `epoch_scale` multiplies a setting's epochs: a recipe with a cheaper
-# training step spends the same compute on more epochs.
+# training step spends the same compute on more epochs. `width_loss` (OATS and its PGD-ATS baselines):
+# "sum" as slimmable networks train (Yu et al. 2019, Alg. 1: every width's gradient accumulated);
+# the port's first recipe took the mean, a third of each width's gradient with three widths.
 _PAPER_RECIPE = dict(film_form="reference", shortcut_film=False, private_share=0.0, adapter_share=0.0, clean_share=None,
-                     film_lr_scale=1.0, joint_forward=False, norm_routing="switch", lam_set=S1, epoch_scale=1.0)
+                     film_lr_scale=1.0, joint_forward=False, norm_routing="switch", lam_set=S1, width_loss="sum",
+                     epoch_scale=1.0)
 RECIPES = {
     "paper": _PAPER_RECIPE,
-    "port": dict(_PAPER_RECIPE, shortcut_film=True),
+    "port": dict(_PAPER_RECIPE, shortcut_film=True, width_loss="mean"),
     # identity-film-lam-ends-blend-epochs-12 of the ablation: the ends of S trained, a norm blend between
     # them, and the compute a step saves (about 60 against 146 CPU-s per epoch with FGSM-RS) spent on
     # 2.4× the epochs.

@@ -223,7 +223,10 @@ def test_presets_carry_their_recipe_and_a_recipe_can_be_swapped():
     from oat_tf.config import RECIPES, preset
 
     assert RECIPES["paper"]["shortcut_film"] is False and RECIPES["paper"]["film_form"] == "reference"
-    assert RECIPES["port"] == dict(RECIPES["paper"], shortcut_film=True)
+    assert RECIPES["port"] == dict(RECIPES["paper"], shortcut_film=True, width_loss="mean")
+    assert RECIPES["paper"]["width_loss"] == RECIPES["cpu"]["width_loss"] == "sum"
+    oat = TrainConfig(**dict(preset("cpu"), method="oat", run_dir="unused")).validate()
+    assert oat.width_loss == "mean"  # one width: the same loss, recorded as before the option existed
     for name in ("paper", "cpu"):
         values = preset(name)
         recipe = {k: v for k, v in RECIPES[name].items() if k != "epoch_scale"}

@@ -169,6 +169,8 @@ def test_recipes_change_only_the_oat_runs_and_port_matches_its_committed_report(
         for run, config in runs.items():
             if run in ("oat", "oat-bn", "oats"):
                 assert config["shortcut_film"] == RECIPES[name]["shortcut_film"], (name, run)
+            elif run.startswith("pgdats"):  # the slimmable baselines train as OATS does
+                assert config == dict(by_recipe["paper"][run], width_loss=RECIPES[name]["width_loss"]), (name, run)
             else:
                 assert config == by_recipe["paper"][run], (name, run)  # dedicated runs: one for every recipe
     # The committed port report's runs restore into a port (or, for the dedicated ones, any) recipe's plan.

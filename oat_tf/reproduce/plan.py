@@ -101,14 +101,15 @@ class Run:
     evaluations: tuple
 
 
-def _dedicated(lam, role, attacks, budget, method="pgdat"):
-    return Run(f"{method}-lam{lam:g}", role, dict(method=method, lam=lam),
+def _dedicated(lam, role, attacks, budget, method="pgdat", **fields):
+    return Run(f"{method}-lam{lam:g}", role, dict(method=method, lam=lam, **fields),
                (Evaluation("main", (lam,), attacks, budget.num_robust),))
 
 
 def build_plan(budget, recipe="port"):
     """The ordered runs of `budget` (a Budget), the OAT and OATS runs trained with `recipe` (a RECIPES
-    name; the dedicated runs have no λ conditioning): Fig. 4's first, the ends of the frontier leading."""
+    name; the dedicated runs have no λ conditioning, the PGD-ATS ones take the recipe's width loss, as
+    OATS): Fig. 4's first, the ends of the frontier leading."""
     conditioning = recipe_fields(recipe, budget.train["epochs"])
     ends = [lam for lam in budget.dedicated_lambdas if lam in (0.0, 1.0)]
     inner = [lam for lam in budget.dedicated_lambdas if lam not in (0.0, 1.0)]
@@ -123,8 +124,8 @@ def build_plan(budget, recipe="port"):
             + [_dedicated(lam, "dedicated", budget.fig7_main_attacks, budget) for lam in inner])
     fig5 = [_dedicated(lam, "unseen-dedicated", (budget.main_attack,), budget) for lam in budget.unseen_dedicated]
     fig6 = [Run("oats", "oats", dict(method="oats", **conditioning), (Evaluation("main", S1, (budget.main_attack,), budget.num_robust),))]
-    fig6 += [_dedicated(lam, "slimmable-dedicated", (budget.main_attack,), budget, method="pgdats")
-             for lam in budget.slimmable_lambdas]
+    fig6 += [_dedicated(lam, "slimmable-dedicated", (budget.main_attack,), budget, method="pgdats",
+                        width_loss=conditioning["width_loss"]) for lam in budget.slimmable_lambdas]
     return fig4 + fig5 + fig6
 
 
