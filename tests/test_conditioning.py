@@ -235,7 +235,7 @@ def test_presets_carry_their_recipe_and_a_recipe_can_be_swapped():
     swapped = preset("cpu", recipe="paper")
     assert {k: swapped[k] for k in RECIPES["paper"] if k != "epoch_scale"} == {
         k: v for k, v in RECIPES["paper"].items() if k != "epoch_scale"}
-    assert swapped["epochs"] == 5  # the cpu preset's 5 epochs × the paper recipe's scale 1
+    assert swapped["epochs"] == 6  # the cpu preset's 6 epochs × the paper recipe's scale 1
     with pytest.raises(ValueError, match="unknown recipe"):
         preset("cpu", recipe="best")
 
