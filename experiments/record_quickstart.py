@@ -38,7 +38,8 @@ def section(name, summary):
              f"{hardware['cores']} cores{', no GPU' if not hardware['gpus'] else ''}; {summary['data']}. "
              f"{config['method'].upper()}, {config['model']} ×{config['width_multiplier']:g}, {config['epochs']} epochs "
              f"on {config['train_examples']} images, training attack {config['train_attack']}, λ trained on "
-             f"{config['lam_set']}, FiLM `{config.get('film_form', 'reference')}`. Wall clock: {minutes:.1f} min "
+             f"{config['lam_set']}, FiLM `{config.get('film_form', 'reference')}`, the widths' losses "
+             f"{'summed' if config.get('width_loss') == 'sum' else 'averaged'}. Wall clock: {minutes:.1f} min "
              f"({timed}). Validation: SA on {rows[0]['n_clean']} images, RA under {rows[0]['attack']} on "
              f"{rows[0]['n_robust']}.", "", tradeoff_table(rows), "",
              f"λ separates the ends (SA(0) − SA(1) and RA(1) − RA(0) ≥ {MARGIN_PP:g} pp; ± one standard error):", ""]
