@@ -1,7 +1,6 @@
 """One trainer for OAT, OATS, PGD-AT and PGD-ATS under tf.distribute, with checkpoints and TensorBoard."""
 
 import dataclasses
-import json
 import os
 import time
 
@@ -50,6 +49,10 @@ def build_run_model(config, num_classes, synchronized_bn=False):
     )
 
 
+# What reading a missing-variable, truncated or corrupt checkpoint raises.
+UNREADABLE_CHECKPOINT = (AssertionError, ValueError, IndexError, tf.errors.OpError)
+
+
 def load_run(run_dir):
     """(model at the run's latest checkpoint, its TrainConfig, class names) of a training run directory.
 
@@ -69,7 +72,7 @@ def load_run(run_dir):
     try:
         status = tf.train.Checkpoint(model_variables=checkpoint_variables(model)).read(latest)
         status.expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, IndexError, tf.errors.OpError) as error:
+    except UNREADABLE_CHECKPOINT as error:
         raise ValueError(f"checkpoint {latest!r} is unreadable or does not hold the {config.model}/{config.variant} "
                          f"network described by {config_path!r}: {str(error)[:300]}") from None
     return model, config, class_names
@@ -177,7 +180,7 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.run_dir, "checkpoints"), max_to_keep=2)
         try:
             self.resumed_from = self.manager.restore_or_initialize()
-        except (AssertionError, ValueError, IndexError, tf.errors.OpError) as error:
+        except UNREADABLE_CHECKPOINT as error:
             raise ValueError(f"cannot resume from {self.manager.latest_checkpoint!r} ({str(error)[:200]}); move the "
                              "run directory's checkpoints/ aside to start over.") from None
         self.writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
@@ -206,6 +209,7 @@ class Trainer:
         padding = tf.zeros([self.local_batch - c], lam.dtype)
         total_grads = [tf.zeros_like(v) for v in variables]
         total_loss = 0.0
+        divisor = config.batch_size * (len(widths) if config.width_loss == "mean" else 1)
         for width in widths:
             if n < self.local_batch:
                 x_adv = self.attack(self.model, images[n:], labels[n:], lam[n:], width=width, seeds=seeds[n:])
@@ -228,7 +232,7 @@ class Trainer:
                 if n < self.local_batch:
                     adv_loss = lam[n:] * keras.losses.sparse_categorical_crossentropy(labels[n:], logits_adv, True)
                     per_sample += tf.concat([tf.zeros([n], lam.dtype), adv_loss], axis=0)
-                loss = tf.reduce_sum(per_sample) / (config.batch_size * (len(widths) if config.width_loss == "mean" else 1))
+                loss = tf.reduce_sum(per_sample) / divisor
             grads = tape.gradient(loss, variables)
             total_grads = [t if g is None else t + g for t, g in zip(total_grads, grads)]
             total_loss += loss
