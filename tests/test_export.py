@@ -96,7 +96,8 @@ def test_float_files_match_keras_at_grid_and_off_grid_lambdas(bundle, model, wid
     images = rng.random((8, 32, 32, 3), dtype=np.float32)
     for lam in (0.0, 0.01, 0.1, 0.15, 0.37, 0.4, 0.93, 1.0):
         expected = _keras_logits(model, images, np.full(8, lam), width)
-        for fmt, tolerance in (("float32", 1e-4), ("float16", 1e-2)):
+        # float16 rounds every stored weight to 11 significant bits: its error scales with the logits.
+        for fmt, tolerance in (("float32", 1e-4), ("float16", 2e-2 * max(1.0, np.abs(expected).max()))):
             logits = TFLiteModel(_file(bundle, width, fmt))(images, lam)
             assert np.isfinite(logits).all()
             np.testing.assert_allclose(logits, expected, atol=tolerance, rtol=0, err_msg=f"{fmt} λ={lam}")
