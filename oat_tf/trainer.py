@@ -39,6 +39,29 @@ def checkpoint_variables(model):
     return {v.path.replace("/", "."): v for v in model.weights}
 
 
+def checkpoint_number(path):
+    """The epoch a trainer checkpoint holds: its save number (…/ckpt-<epoch>)."""
+    return int(path.rsplit("-", 1)[1])
+
+
+def last_common_checkpoint(strategy, manager, epochs):
+    """The newest epoch whose checkpoint every replica's worker holds (0: start afresh).
+
+    Each MultiWorker worker saves its own checkpoints; one killed before its last save holds
+    an older epoch than the others, and all must resume from the same one to stay in step.
+    """
+    held = np.zeros(epochs + 1, np.float32)
+    held[0] = 1.0
+    for path in manager.checkpoints:
+        if checkpoint_number(path) > epochs:
+            raise ValueError(f"{path!r} holds epoch {checkpoint_number(path)}, beyond this run's {epochs} epochs; "
+                             "resume with at least that many epochs or use another run_dir.")
+        held[checkpoint_number(path)] = 1.0
+    replicas_holding = strategy.reduce(
+        tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(held)), axis=None).numpy()
+    return int(np.flatnonzero(replicas_holding == strategy.num_replicas_in_sync)[-1])
+
+
 def build_run_model(config, num_classes, synchronized_bn=False):
     """The network a TrainConfig describes, freshly initialized."""
     return build_model(
@@ -121,7 +144,8 @@ class Trainer:
 
     Per step and width: adversarial examples for the λ > 0 samples (inference mode,
     each sample's own λ, so through BN_a), then the loss mean_i (1−λᵢ)·CE(f(xᵢ, λᵢ)) +
-    λᵢ·CE(f(x_advᵢ, λᵢ)) in training mode; OATS/PGD-ATS average it over the widths.
+    λᵢ·CE(f(x_advᵢ, λᵢ)) in training mode; OATS/PGD-ATS sum or average it over the widths
+    (`width_loss`). A MultiWorker run resumes from the newest checkpoint every worker holds.
     SGD with momentum, cosine learning rate, weight decay as L2 in the gradient (PyTorch).
     """
 
@@ -177,12 +201,16 @@ class Trainer:
         checkpoint = tf.train.Checkpoint(
             model_variables=checkpoint_variables(self.model), optimizer=self.optimizer, epoch=self.epoch
         )
+        # Two checkpoints kept: a worker killed between the chief's save and its own is one epoch behind.
         self.manager = tf.train.CheckpointManager(checkpoint, os.path.join(self.run_dir, "checkpoints"), max_to_keep=2)
-        try:
-            self.resumed_from = self.manager.restore_or_initialize()
-        except UNREADABLE_CHECKPOINT as error:
-            raise ValueError(f"cannot resume from {self.manager.latest_checkpoint!r} ({str(error)[:200]}); move the "
-                             "run directory's checkpoints/ aside to start over.") from None
+        common = last_common_checkpoint(self.strategy, self.manager, config.epochs)
+        self.resumed_from = os.path.join(self.manager.directory, f"ckpt-{common}") if common else None
+        if self.resumed_from:
+            try:
+                checkpoint.restore(self.resumed_from)
+            except UNREADABLE_CHECKPOINT as error:
+                raise ValueError(f"cannot resume from {self.resumed_from!r} ({str(error)[:200]}); move the "
+                                 "run directory's checkpoints/ aside to start over.") from None
         self.writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
         write_run_overview(self.writer, self.model.widths, config.eval_attack, config.to_dict())
         # Per-variable learning-rate factors (SGD with momentum is linear in the gradient): FiLM's MLPs

@@ -233,36 +233,98 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_worker_processes_train_in_step(tiny_folder, tmp_path):
-    """MultiWorkerMirroredStrategy from TF_CONFIG: two processes on 127.0.0.1 end with equal weights."""
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
-    command = _train_command(tiny_folder, tmp_path)[:-4] + ["--epochs=1", "--eval_every=1", "--batch_size=32"]
-    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+def _start_workers(command, run_dir, ports):
+    """Two MultiWorkerMirroredStrategy processes (TF_CONFIG) on 127.0.0.1 training in `run_dir`."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    os.makedirs(run_dir, exist_ok=True)
     # Logs go to files: an undrained pipe would block one worker and stall the other in a collective.
-    processes = [
-        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(logs[i], "w"),
+    return [
+        subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(run_dir / f"worker{i}.log", "a"),
                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
                                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})))
         for i in range(2)
     ]
+
+
+def _finish_workers(processes, run_dir, timeout, step):
     try:
         for p in processes:
-            p.wait(timeout=300)
+            p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{step}: the two workers did not finish within {timeout} s")
     finally:
         for p in processes:
             p.kill()
-    assert [p.returncode for p in processes] == [0, 0], "\n".join(log.read_text()[-1500:] for log in logs)
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    logs = "\n".join((run_dir / f"worker{i}.log").read_text()[-1500:] for i in range(2))
+    assert [p.returncode for p in processes] == [0, 0], f"{step}:\n{logs}"
+
+
+@pytest.fixture(scope="module")
+def two_worker_run(tiny_folder, tmp_path_factory):
+    """A three-epoch run of two worker processes, uninterrupted."""
+    run_dir = tmp_path_factory.mktemp("two-workers")
+    processes = _start_workers(_train_command(tiny_folder, run_dir), run_dir, [_free_port(), _free_port()])
+    _finish_workers(processes, run_dir, timeout=300, step="uninterrupted two-worker run")
+    return run_dir
+
+
+def _weights(path):
+    return [np.asarray(v) for v in keras.saving.load_model(path).weights]
+
+
+def test_two_worker_processes_train_in_step(two_worker_run):
+    """MultiWorkerMirroredStrategy from TF_CONFIG: two processes on 127.0.0.1 end with equal weights."""
+    summary = json.loads((two_worker_run / "summary.json").read_text())
     assert summary["replicas"] == 2
-    chief = keras.saving.load_model(tmp_path / "model.keras")
-    worker = keras.saving.load_model(tmp_path / "workers" / "worker-1" / "model.keras")
+    chief = keras.saving.load_model(two_worker_run / "model.keras")
     keras.utils.set_random_seed(0)  # the trainer's initialization
     config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()})
     initial = build_run_model(config, num_classes=10)
     assert [(v.path, v.shape) for v in initial.weights] == [(v.path, v.shape) for v in chief.weights]
     assert any(not np.allclose(a, b) for a, b in zip(chief.weights, initial.weights))
-    for a, b in zip(chief.weights, worker.weights):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(chief.weights, _weights(two_worker_run / "workers" / "worker-1" / "model.keras")):
+        np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_killed_worker_resumes_both_from_their_last_common_checkpoint(tiny_folder, tmp_path, two_worker_run):
+    """Worker 1 is SIGKILLed during epoch 3, having missed its epoch-2 save (its ckpt-2 is removed,
+    as if it died between the chief's save and its own): both workers restarted with the same
+    command resume from epoch 1, the newest checkpoint both hold, and end with the weights of
+    the uninterrupted run."""
+    command, ports = _train_command(tiny_folder, tmp_path), [_free_port(), _free_port()]
+    processes = _start_workers(command, tmp_path, ports)
+    chief_checkpoints, worker_checkpoints = tmp_path / "checkpoints", tmp_path / "workers" / "worker-1" / "checkpoints"
+    deadline = time.time() + 300
+    try:
+        # The manager's state file names a checkpoint only once it is complete.
+        while not (tf.train.latest_checkpoint(str(chief_checkpoints)) or "").endswith("ckpt-2"):
+            assert all(p.poll() is None for p in processes), "a worker ended before the chief's epoch-2 checkpoint"
+            assert time.time() < deadline, "no epoch-2 checkpoint within 300 s"
+            time.sleep(0.05)
+        processes[1].send_signal(signal.SIGKILL)
+        processes[1].wait()
+    finally:
+        processes[0].kill()  # left alone it waits in a collective for the dead worker
+        processes[0].wait()
+    assert not (tmp_path / "model.keras").exists()
+    for path in tf.io.gfile.glob(str(worker_checkpoints / "ckpt-2*")):
+        os.remove(path)
+    state = tf.train.get_checkpoint_state(str(worker_checkpoints))
+    kept = [(path, stamp) for path, stamp in zip(state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps)
+            if not path.endswith("ckpt-2")]
+    tf.compat.v1.train.update_checkpoint_state(  # what the worker's manager wrote after its epoch-1 save
+        str(worker_checkpoints), kept[-1][0], all_model_checkpoint_paths=[path for path, _ in kept],
+        all_model_checkpoint_timestamps=[stamp for _, stamp in kept], last_preserved_timestamp=state.last_preserved_timestamp)
+
+    _finish_workers(_start_workers(command, tmp_path, ports), tmp_path, timeout=300, step="restarted workers")
+    for run_dir in (tmp_path, tmp_path / "workers" / "worker-1"):
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["resumed_from"].endswith("ckpt-1"), run_dir
+    whole = _weights(two_worker_run / "model.keras")
+    chief = _weights(tmp_path / "model.keras")
+    for a, b, c in zip(whole, chief, _weights(tmp_path / "workers" / "worker-1" / "model.keras")):
+        np.testing.assert_array_equal(b, c)
+        np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("lam", [0.0, 1.0])
