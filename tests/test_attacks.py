@@ -29,7 +29,7 @@ def accuracy(model, x, y, lam, width=1.0):
 @pytest.fixture(scope="module")
 def oats_model():
     keras.utils.set_random_seed(1)
-    return build_model("resnet20", "oats", width_multiplier=0.5)
+    return build_model("resnet8", "oats", width_multiplier=0.5)
 
 
 @pytest.mark.parametrize("name", ATTACKS)

@@ -112,7 +112,7 @@ def _perturbed(model, seed=0):
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 def test_options_round_trip_through_keras_files(tmp_path, rng, options):
-    model = _perturbed(build_model("resnet20", "oats", width_multiplier=0.25, **options))
+    model = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25, **options))
     inputs = {"image": images(rng, 4), "lam": np.array([0.0, 0.15, 0.4, 1.0], "float32")}
     path = tmp_path / "model.keras"
     model.save(path)
@@ -127,7 +127,7 @@ def test_options_round_trip_through_keras_files(tmp_path, rng, options):
 @pytest.mark.parametrize("options", [OPTIONS[-1], dict(norm_routing="blend")],
                          ids=["identity,no-shortcut-film,private,adapters", "blend"])
 def test_options_export_with_parity_and_lambda_routing(tmp_path, rng, options):
-    model = _perturbed(build_model("resnet20", "oats", width_multiplier=0.25, **options))
+    model = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25, **options))
     width = 0.5
     saved = str(tmp_path / "saved_model")
     write_saved_model(model, saved, [width])

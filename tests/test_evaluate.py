@@ -31,7 +31,7 @@ def test_worst_case_is_at_most_every_attack(trained_model, cifar10):
 
 
 def test_unseen_lambdas_and_every_width(rng):
-    model = build_model("resnet20", "oats", width_multiplier=0.25)
+    model = build_model("resnet8", "oats", width_multiplier=0.25)
     x, y = rng.random((8, 32, 32, 3), dtype=np.float32), np.arange(8) % 10
     rows = evaluate(model, x, y, lambdas=[0.15, 0.7], attacks=["fgsm"], progress=False, jit_compile=False)
     assert {(r["lambda"], r["width"]) for r in rows} == {(l, w) for l in (0.15, 0.7) for w in (0.5, 0.75, 1.0)}

@@ -37,7 +37,7 @@ def tiny_folder(tmp_path_factory):
 
 
 def tiny_config(folder, run_dir, **overrides):
-    values = dict(method="oat", dataset="cifar10", data_dir=folder, run_dir=str(run_dir), model="resnet20",
+    values = dict(method="oat", dataset="cifar10", data_dir=folder, run_dir=str(run_dir), model="resnet8",
                   width_multiplier=0.25, epochs=1, batch_size=32, train_attack="fgsm-rs", validation_size=40,
                   eval_examples=20, eval_attack="fgsm", eval_every=1, learning_rate=0.05)
     values.update(overrides)
@@ -188,7 +188,7 @@ def test_two_replicas_match_one_device_in_float64(tiny_folder, tmp_path, two_rep
 
 
 def _train_command(folder, run_dir):
-    return [sys.executable, os.path.join(ROOT, "train", "oats.py"), "--method=oat", "--preset=cpu",
+    return [sys.executable, os.path.join(ROOT, "train", "oats.py"), "--method=oat", "--preset=cpu", "--model=resnet8",
             f"--data_dir={folder}", f"--run_dir={run_dir}", "--train_examples=0", "--validation_size=40",
             "--batch_size=16", "--epochs=3", "--eval_examples=20", "--eval_attack=fgsm", "--eval_every=3"]
 

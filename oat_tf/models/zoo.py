@@ -6,7 +6,9 @@ SLIMMABLE_WIDTHS = (0.5, 0.75, 1.0)
 
 # name → (block, stem channels, stages as (channels, blocks, stride)).
 ARCHITECTURES = {
-    # CIFAR ResNets of He et al. 2016 (6n+2 layers); small enough to train on a CPU.
+    # CIFAR ResNets of He et al. 2016 (6n+2 layers); small enough to train on a CPU. ResNet-8 (n = 1)
+    # has every kind of block (identity and projection shortcuts) and serves pipeline checks.
+    "resnet8": ("basic", 16, ((16, 1, 1), (32, 1, 2), (64, 1, 2))),
     "resnet20": ("basic", 16, ((16, 3, 1), (32, 3, 2), (64, 3, 2))),
     "resnet32": ("basic", 16, ((16, 5, 1), (32, 5, 2), (64, 5, 2))),
     # ResNet-18/34 with a 3×3 stem for 32×32 inputs, as in the OAT reference code (CIFAR-10).

@@ -53,12 +53,12 @@ class Budget:
 BUDGETS = {
     "smoke": Budget(
         name="smoke",
-        train=dict(model="resnet20", width_multiplier=0.25, epochs=1, batch_size=32, train_attack="fgsm-rs",
+        train=dict(model="resnet8", width_multiplier=0.25, epochs=1, batch_size=32, train_attack="fgsm-rs",
                    train_examples=256, validation_size=100, eval_every=1, eval_examples=32, eval_attack="fgsm",
                    widths=(0.5, 1.0)),
         dedicated_lambdas=(0.0, 1.0), unseen_dedicated=(0.5,), slimmable_lambdas=(1.0,),
         main_attack="pgd2", num_clean=200, num_robust=64, num_strongest=32, eval_batch=64, saliency_images=2,
-        description="pipeline check only: a quarter-width ResNet-20 trained for one epoch on 256 images; "
+        description="pipeline check only: a quarter-width ResNet-8 trained for one epoch on 256 images; "
                     "its numbers say nothing about the paper's claims",
     ),
     "cpu": Budget(
