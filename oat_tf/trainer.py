@@ -321,8 +321,8 @@ class Trainer:
         text = (f"estimated training time left: {format_duration(left)} ({clock.seconds_per_step:.2f} s per step, "
                 f"{clock.total_steps - clock.steps_done} steps), validations not included")
         if left > LONG_RUN_S and not tf.config.list_physical_devices("GPU"):
-            text += (f"\nthis is a long run for a machine without a GPU; `--preset=cpu` trains a small model in "
-                     f"about 15 minutes (Ctrl-C stops; the same command resumes from the last epoch)")
+            text += ("\nthis is a long run for a machine without a GPU; `--preset=cpu` trains a small model in "
+                     "about 15 minutes (Ctrl-C stops; the same command resumes from the last epoch)")
         return text
 
     def train(self, on_epoch_end=None):

@@ -1,4 +1,5 @@
 import os
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -21,6 +22,18 @@ def two_replicas():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def run_step(step, command, timeout, **kwargs):
+    """subprocess.run with text output captured. A step that outlives `timeout` (set to several
+    times what it takes here) fails the test naming the step and its last output, rather than
+    hanging the suite."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+    except subprocess.TimeoutExpired as expired:
+        stderr = expired.stderr or b""
+        tail = (stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr)[-2000:]
+        pytest.fail(f"{step} did not finish within {timeout} s; its last output:\n{tail}")
 
 
 def images(rng, batch, size=32):

@@ -1,6 +1,5 @@
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -8,7 +7,7 @@ import pytest
 
 from oat_tf import build_model
 from oat_tf.evaluate import WORST_CASE, evaluate, load_evaluation_data, rows_to_csv, write_results
-from tests.conftest import CIFAR10, ROOT
+from tests.conftest import CIFAR10, ROOT, run_step
 
 
 def test_zero_epsilon_gives_ra_equal_to_sa(trained_model, cifar10):
@@ -54,8 +53,8 @@ def test_results_files_say_how_they_were_made(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "oat_tf.evaluate", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    return run_step(f"evaluation CLI {' '.join(args)}", [sys.executable, "-m", "oat_tf.evaluate", *args], timeout=180,
+                    cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
 
 
 def test_cli_end_to_end_on_real_data(trained_model, tmp_path):

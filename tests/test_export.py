@@ -3,7 +3,6 @@
 import hashlib
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -14,7 +13,7 @@ from oat_tf.config import TrainConfig
 from oat_tf.export import FORMATS, TFLiteModel
 from oat_tf.picker import pick
 from oat_tf.trainer import Trainer, load_run
-from tests.conftest import CIFAR10, ROOT
+from tests.conftest import CIFAR10, ROOT, run_step
 
 WIDTHS = (0.5, 1.0)
 EVAL_LAMBDAS = (0.0, 0.2, 1.0)
@@ -45,8 +44,7 @@ def bundle(run_dir, tmp_path_factory):
     command = [sys.executable, os.path.join(ROOT, "export", "export.py"), f"--checkpoint={run_dir}", f"--out={out}",
                f"--data_dir={CIFAR10}", "--representative_examples=100", "--eval_examples=100",
                "--robust_examples=50", "--eval_attack=pgd3", "--eval_lambdas=0,0.2,1"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1200,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    result = run_step("export/export.py", command, timeout=900, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr[-3000:]
     with open(os.path.join(out, "manifest.json")) as f:
         return out, json.load(f)
@@ -167,8 +165,8 @@ def test_saved_model_reloads_in_a_fresh_process(bundle, model, rng, tmp_path):
     )
     for width in WIDTHS:
         path = os.path.join(bundle[0], f"width_{width:g}", "saved_model")
-        result = subprocess.run([sys.executable, "-c", script, path, str(tmp_path / "inputs.npz"),
-                                 str(tmp_path / "out.npy")], capture_output=True, text=True, timeout=300)
+        result = run_step(f"reloading {path} in a fresh process", [sys.executable, "-c", script, path,
+                          str(tmp_path / "inputs.npz"), str(tmp_path / "out.npy")], timeout=120)
         assert result.returncode == 0, result.stderr[-2000:]
         np.testing.assert_allclose(np.load(tmp_path / "out.npy"), _keras_logits(model, images, lam, width),
                                    atol=1e-4, rtol=0)

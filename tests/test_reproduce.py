@@ -1,6 +1,5 @@
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -11,21 +10,20 @@ from oat_tf.reproduce import analysis
 from oat_tf.reproduce.plan import BUDGETS, Run, build_plan
 from oat_tf.provenance import write_json
 from oat_tf.reproduce.runner import cached_evaluation, evaluation_path, jobs, run_config, trained_summary
-from tests.conftest import CIFAR10, ROOT
+from tests.conftest import CIFAR10, ROOT, run_step
 
 FIGURES = ("fig2_bn_statistics.png", "fig4_sa_ra_frontier.png", "fig5_unseen_lambdas.png", "fig6_oats_vs_pgdats.png",
            "fig7_attacks.png", "saliency.png")
 
 
-def _reproduce(tmp_path):
+def _reproduce(tmp_path, step, timeout):
     command = [sys.executable, os.path.join(ROOT, "experiments", "reproduce.py"), "--budget=smoke",
                f"--data_dir={CIFAR10}", f"--runs_dir={tmp_path / 'runs'}", f"--out={tmp_path / 'out'}"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    return run_step(step, command, timeout=timeout, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
 
 
 def test_smoke_budget_runs_end_to_end_and_resumes(tmp_path):
-    first = _reproduce(tmp_path)
+    first = _reproduce(tmp_path, "the smoke reproduction", timeout=600)  # about 90 s here
     assert first.returncode == 0, first.stderr[-3000:]
     out = tmp_path / "out"
     report = json.loads((out / "reproduce.json").read_text())
@@ -57,7 +55,7 @@ def test_smoke_budget_runs_end_to_end_and_resumes(tmp_path):
 
     evaluation_file = tmp_path / "runs" / "oat" / "eval_main.json"
     stamp = evaluation_file.stat().st_mtime_ns
-    again = _reproduce(tmp_path)  # everything finished: nothing is trained or evaluated again
+    again = _reproduce(tmp_path, "the finished smoke reproduction, rerun", timeout=180)  # everything finished: nothing is trained or evaluated again
     assert again.returncode == 0, again.stderr[-3000:]
     assert "[reproduce] training" not in again.stdout and "[reproduce] evaluating" not in again.stdout
     assert evaluation_file.stat().st_mtime_ns == stamp

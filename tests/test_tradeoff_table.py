@@ -43,10 +43,9 @@ def test_end_separation_needs_both_ends():
 def test_record_quickstart_writes_the_table_and_verdicts(tmp_path):
     import json
     import os
-    import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.conftest import ROOT, run_step
 
     run = tmp_path / "run"
     run.mkdir()
@@ -59,13 +58,13 @@ def test_record_quickstart_writes_the_table_and_verdicts(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, os.path.join(ROOT, "experiments", "record_quickstart.py"), f"--run_dir={run}",
                "--name=qs", f"--out={out}"]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    finished = run_step("record_quickstart.py", command, timeout=120)
     assert finished.returncode == 0, finished.stderr[-2000:]
     text = (out / "README.md").read_text()
     assert json.loads((out / "qs_summary.json").read_text()) == summary
     assert "Wall clock: 15.0 min (the whole run)" in text and tradeoff_table(ROWS) in text
     assert "- width 0.5: SA +10.0 ± 3.1 pp, RA +10.0 ± 2.2 pp — **holds**" in text
     assert "- width 1: SA +5.0 ± 3.1 pp, RA +18.0 ± 2.5 pp — **does not hold**" in text
-    missing = subprocess.run(command[:2] + [f"--run_dir={tmp_path / 'none'}", f"--out={out}"], capture_output=True,
-                             text=True, timeout=300)
+    missing = run_step("record_quickstart.py on a missing run", command[:2] + [f"--run_dir={tmp_path / 'none'}",
+                                                                               f"--out={out}"], timeout=120)
     assert missing.returncode != 0 and "does not exist" in missing.stderr

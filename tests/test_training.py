@@ -15,7 +15,7 @@ from oat_tf.data import DataNotFoundError, load_split
 from oat_tf.lambda_sampling import LambdaSampler, clean_count
 from oat_tf.lambdas import S1
 from oat_tf.trainer import Trainer, build_run_model
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_step
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +134,9 @@ def test_unreadable_run_files_name_the_file_and_keep_it(tiny_folder, tmp_path):
 )
 def test_cli_bad_flags_fail_in_seconds_with_their_message(tmp_path, flag, message):
     started = time.time()
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "train", "oats.py"), "--preset=cpu", flag,
-                             f"--run_dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    result = run_step(f"train/oats.py {flag}", [sys.executable, os.path.join(ROOT, "train", "oats.py"), "--preset=cpu",
+                                                 flag, f"--run_dir={tmp_path / 'run'}"], timeout=120,
+                      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
     assert time.time() - started < 60 and not (tmp_path / "run" / "checkpoints").exists()
 
@@ -193,10 +193,16 @@ def _train_command(folder, run_dir):
             "--batch_size=16", "--epochs=3", "--eval_examples=20", "--eval_attack=fgsm", "--eval_every=3"]
 
 
+def test_a_process_that_outlives_its_timeout_fails_naming_its_step():
+    with pytest.raises(pytest.fail.Exception, match="sleeping did not finish within 1 s; its last output:\nawake"):
+        run_step("sleeping", [sys.executable, "-c", "import sys, time; print('awake', file=sys.stderr, flush=True); "
+                              "time.sleep(60)"], timeout=1)
+
+
 def test_killed_run_resumes_and_loses_nothing(tiny_folder, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    reference = subprocess.run(_train_command(tiny_folder, tmp_path / "whole"), env=env, capture_output=True,
-                               text=True, timeout=600)
+    reference = run_step("uninterrupted training", _train_command(tiny_folder, tmp_path / "whole"), timeout=300,
+                         env=env)
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     run_dir = tmp_path / "killed"
@@ -210,8 +216,7 @@ def test_killed_run_resumes_and_loses_nothing(tiny_folder, tmp_path):
     process.send_signal(signal.SIGKILL)  # during epoch 2 (10 steps)
     process.wait()
     assert not (run_dir / "model.keras").exists()
-    resumed = subprocess.run(_train_command(tiny_folder, run_dir), env=env, capture_output=True, text=True,
-                             timeout=600)
+    resumed = run_step("resumed training", _train_command(tiny_folder, run_dir), timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["resumed_from"].endswith(("ckpt-1", "ckpt-2"))
