@@ -10,7 +10,9 @@ A bundle directory holds, for every exported width α:
 `image` is (batch, S, S, 3) float32 RGB in [0, 1], `lam` is (batch,) float32; the batch
 size is dynamic. λ is clamped to [0, 1] inside the graph (NaN counts as 0), λ = 0 selects
 the clean batch norm and λ > 0 the adversarial one, and λ between grid points uses the
-interpolated encoding. In int8 files the convolutions are int8 while the λ path (route,
+interpolated encoding. Every file holds the network with its orthogonal λ encoding folded
+into FiLM's first layer (`oat_tf.folding`: the same function, K × 2C first-layer weights per
+FiLM instead of (D + 1) × 2C). In int8 files the convolutions are int8 while the λ path (route,
 encoding, FiLM) and the per-sample affines stay float32 (`INT8_FLOAT_OPS`), so quantization
 cannot move a sample to the other route.
 """
@@ -24,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from oat_tf.folding import fold_lambda_encoding
 from oat_tf.provenance import file_sha256
 
 FORMATS = ("float32", "float16", "dynamic_int8", "int8")
@@ -185,25 +188,28 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
         raise ValueError(f"{len(class_names)} class names for a model with {model.num_classes} outputs.")
     parent = _check_output_dir(out_dir, overwrite)
     staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
+    served = fold_lambda_encoding(model)
     try:
         files = []
         for width in widths:
             directory = os.path.join(staging, width_tag(width))
             saved_model = os.path.join(directory, "saved_model")
-            write_saved_model(model, saved_model, [width])
+            write_saved_model(served, saved_model, [width])
             files.append(dict(width=width, format="saved_model", path=os.path.relpath(saved_model, staging)))
             for fmt in formats:
                 path = os.path.join(directory, f"model_{fmt}.tflite")
                 with open(path, "wb") as f:
                     f.write(convert(saved_model, fmt, representative=representative))
                 files.append(dict(width=width, format=fmt, path=os.path.relpath(path, staging)))
-        combined = _combined_file(model, staging, widths) if len(widths) > 1 else None
+        combined = _combined_file(served, staging, widths) if len(widths) > 1 else None
         for entry in files:
             entry.update(_file_facts(os.path.join(staging, entry["path"])))
         rows = evaluation(model, staging, files) if evaluation is not None else []
         manifest = dict(
             widths=widths,
             lam=dict(range=[0.0, 1.0], training_grid=list(model.lam_grid), conditioned=model.conditioned,
+                     encoding=(f"{model.encoding_kind}, folded into FiLM's first layer" if served is not model
+                               else model.encoding_kind if model.film else None),
                      out_of_range="clamped to [0, 1]; NaN counts as 0",
                      routes="λ = 0: clean batch norm; λ > 0: adversarial batch norm (computed in float32 in every format)"),
             input=dict(image=dict(shape=[None, model.image_size, model.image_size, 3], dtype="float32",

@@ -57,8 +57,9 @@ def last_common_checkpoint(strategy, manager, epochs):
             raise ValueError(f"{path!r} holds epoch {checkpoint_number(path)}, beyond this run's {epochs} epochs; "
                              "resume with at least that many epochs or use another run_dir.")
         held[checkpoint_number(path)] = 1.0
-    replicas_holding = strategy.reduce(
-        tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(held)), axis=None).numpy()
+    count = tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(held)),
+                                                axis=None))
+    replicas_holding = count().numpy()
     return int(np.flatnonzero(replicas_holding == strategy.num_replicas_in_sync)[-1])
 
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 from oat_tf import build_model
 from oat_tf.config import TrainConfig
 from oat_tf.export import TFLiteModel, convert, representative_dataset, write_saved_model
+from oat_tf.folding import fold_lambda_encoding
 from oat_tf.lambda_sampling import LambdaSampler, clean_count
 from oat_tf.layers import FiLM, LambdaAdapter, LambdaChannelGate
 from oat_tf.layers.channel_gate import private_masks
@@ -122,6 +123,25 @@ def test_options_round_trip_through_keras_files(tmp_path, rng, options):
         assert loaded.get_config()[key] == value
     for width in model.widths:
         np.testing.assert_array_equal(loaded(inputs, width=width), model(inputs, width=width))
+
+
+@pytest.mark.parametrize("options", [dict(film_form="reference"), OPTIONS[-1]],
+                         ids=["reference", "identity,no-shortcut-film,private,adapters"])
+def test_folding_the_encoding_into_film_is_exact_and_smaller(rng, options):
+    model = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25, **options))
+    folded = fold_lambda_encoding(model)
+    assert folded.encoding_kind == "onehot" and folded.get_config() == dict(model.get_config(), encoding="onehot")
+    grid, dim = len(model.lam_grid), model.encoding_dim
+    first_layers = [v for v in model.weights if v.path.endswith("hidden_kernel")]
+    saved = sum((dim - grid) * v.shape[1] for v in first_layers) + grid * (dim - grid)  # and the codes: K×D → K×K
+    count = lambda m: sum(int(np.prod(v.shape)) for v in m.weights)  # noqa: E731
+    assert first_layers and count(model) - count(folded) == saved
+    lam = np.linspace(0.0, 1.0, 41, dtype="float32")  # grid points and between them
+    inputs = {"image": images(rng, len(lam)), "lam": lam}
+    for width in model.widths:
+        np.testing.assert_allclose(folded(inputs, width=width), model(inputs, width=width), atol=1e-5, rtol=0)
+    plain = build_model("resnet8", "slimmable", width_multiplier=0.25)
+    assert fold_lambda_encoding(plain) is plain
 
 
 @pytest.mark.parametrize("options", [OPTIONS[-1], dict(norm_routing="blend")],

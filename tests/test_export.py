@@ -67,6 +67,7 @@ def test_manifest_lists_every_file_with_its_hash_and_the_measured_table(bundle):
     root, manifest = bundle
     assert manifest["widths"] == list(WIDTHS) and len(manifest["class_names"]) == 10
     assert manifest["input"]["image"]["shape"] == [None, 32, 32, 3] and manifest["lam"]["range"] == [0.0, 1.0]
+    assert manifest["lam"]["encoding"] == "orthogonal, folded into FiLM's first layer"
     formats = {(f["width"], f["format"]) for f in manifest["files"]}
     assert formats == {(w, f) for w in WIDTHS for f in ("saved_model",) + FORMATS}
     for entry in manifest["files"]:
@@ -85,8 +86,20 @@ def test_manifest_lists_every_file_with_its_hash_and_the_measured_table(bundle):
     # The half-width file holds about a quarter of the full width's weights.
     size = {(f["width"], f["format"]): f["size_bytes"] for f in manifest["files"]}
     assert size[(0.5, "float32")] < 0.5 * size[(1.0, "float32")]
-    # int8 shrinks the convolutions 4×; the FiLM MLPs (most of the weights here) stay float32.
-    assert size[(1.0, "int8")] < size[(1.0, "float32")] and size[(1.0, "dynamic_int8")] < 0.5 * size[(1.0, "float32")]
+    # int8 shrinks the convolutions 4×; the FiLM MLPs stay float32. Dynamic-range int8 stores every
+    # weight tensor of 1,024 elements or more as int8: most of the weights.
+    assert size[(1.0, "int8")] < size[(1.0, "float32")]
+    weights = {fmt: _constant_elements(_file(bundle, 1.0, fmt)) for fmt in ("float32", "dynamic_int8")}
+    assert weights["dynamic_int8"].get(np.int8, 0) > 0.75 * weights["float32"][np.float32]
+
+
+def _constant_elements(path):
+    """{dtype: elements} of a TFLite file's tensors of static shape (its weights; activations have a batch of -1)."""
+    elements = {}
+    for tensor in TFLiteModel(path).interpreter.get_tensor_details():
+        if tensor["shape_signature"].size and -1 not in tensor["shape_signature"]:
+            elements[tensor["dtype"]] = elements.get(tensor["dtype"], 0) + int(np.prod(tensor["shape"]))
+    return elements
 
 
 @pytest.mark.parametrize("width", WIDTHS)
