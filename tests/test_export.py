@@ -33,7 +33,7 @@ def run_dir(tmp_path_factory):
                         width_multiplier=0.5, widths=WIDTHS, film_form="identity", epochs=2, batch_size=128,
                         train_attack="fgsm-rs",
                         epsilon_255=2.0, train_examples=8192, eval_examples=100, eval_attack="fgsm",
-                        eval_every=2)).train()
+                        eval_every=2, eval_lambdas=(0.0, 1.0))).train()  # the bundle's own evaluation is tested
     return str(run_dir)
 
 
