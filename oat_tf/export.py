@@ -187,8 +187,8 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
     if len(class_names) != model.num_classes:
         raise ValueError(f"{len(class_names)} class names for a model with {model.num_classes} outputs.")
     parent = _check_output_dir(out_dir, overwrite)
-    staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
     served = fold_lambda_encoding(model)
+    staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
     try:
         files = []
         for width in widths:
