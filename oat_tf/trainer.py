@@ -53,10 +53,11 @@ def last_common_checkpoint(strategy, manager, epochs):
     held = np.zeros(epochs + 1, np.float32)
     held[0] = 1.0
     for path in manager.checkpoints:
-        if checkpoint_number(path) > epochs:
-            raise ValueError(f"{path!r} holds epoch {checkpoint_number(path)}, beyond this run's {epochs} epochs; "
+        epoch = checkpoint_number(path)
+        if epoch > epochs:
+            raise ValueError(f"{path!r} holds epoch {epoch}, beyond this run's {epochs} epochs; "
                              "resume with at least that many epochs or use another run_dir.")
-        held[checkpoint_number(path)] = 1.0
+        held[epoch] = 1.0
     count = tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(held)),
                                                 axis=None))
     replicas_holding = count().numpy()
