@@ -10,11 +10,13 @@ A bundle directory holds, for every exported width α:
 `image` is (batch, S, S, 3) float32 RGB in [0, 1], `lam` is (batch,) float32; the batch
 size is dynamic. λ is clamped to [0, 1] inside the graph (NaN counts as 0), λ = 0 selects
 the clean batch norm and λ > 0 the adversarial one, and λ between grid points uses the
-interpolated encoding. Every file holds the network with its orthogonal λ encoding folded
-into FiLM's first layer (`oat_tf.folding`: the same function, K × 2C first-layer weights per
-FiLM instead of (D + 1) × 2C). In int8 files the convolutions are int8 while the λ path (route,
-encoding, FiLM) and the per-sample affines stay float32 (`INT8_FLOAT_OPS`), so quantization
-cannot move a sample to the other route.
+interpolated encoding. Every file holds FiLM in its smaller exact-enough form
+(`oat_tf.folding.compact_network`): the MLP with the orthogonal λ encoding folded into its first
+layer (exact), or, for wide networks, a table of γ, β over λ ∈ [0, 1] in steps of 0.01 with linear
+interpolation (exact on that grid, within the manifest's `film.max_abs_error` ≤ 1e-3 elsewhere).
+In int8 files the convolutions are int8 while the λ path (route, encoding, FiLM) and the
+per-sample affines stay float32 (`INT8_FLOAT_OPS`), so quantization cannot move a sample to
+the other route.
 """
 
 import json
@@ -26,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from oat_tf.folding import fold_lambda_encoding
+from oat_tf.folding import FILM_TABLE_POINTS, compact_network
 from oat_tf.provenance import file_sha256
 
 FORMATS = ("float32", "float16", "dynamic_int8", "int8")
@@ -169,12 +171,12 @@ def _publish(staging, out_dir):
 
 
 def export_bundle(model, out_dir, class_names, representative, widths=None, formats=FORMATS, evaluation=None,
-                  overwrite=False, provenance_fields=None):
+                  overwrite=False, provenance_fields=None, film_table_points=FILM_TABLE_POINTS):
     """Writes the bundle described in this module's docstring and returns its manifest.
 
     `representative`: see `representative_dataset` (needed for "int8"). `evaluation`: a callable
     (model, bundle root, files) → rows of {width, lambda, format, sa, ra, agreement, ...}
-    (see `bundle_evaluation`), or None.
+    (see `bundle_evaluation`), or None. `film_table_points`: see `compact_network` (0: keep the MLP).
     Everything is written to a hidden staging directory next to `out_dir` and renamed at the end,
     so an interrupted export leaves no bundle that looks complete.
     """
@@ -187,7 +189,7 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
     if len(class_names) != model.num_classes:
         raise ValueError(f"{len(class_names)} class names for a model with {model.num_classes} outputs.")
     parent = _check_output_dir(out_dir, overwrite)
-    served = fold_lambda_encoding(model)
+    served, film = compact_network(model, film_table_points)
     staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
     try:
         files = []
@@ -208,10 +210,10 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
         manifest = dict(
             widths=widths,
             lam=dict(range=[0.0, 1.0], training_grid=list(model.lam_grid), conditioned=model.conditioned,
-                     encoding=(f"{model.encoding_kind}, folded into FiLM's first layer" if served is not model
-                               else model.encoding_kind if model.film else None),
+                     encoding=model.encoding_kind if model.film else None,
                      out_of_range="clamped to [0, 1]; NaN counts as 0",
                      routes="λ = 0: clean batch norm; λ > 0: adversarial batch norm (computed in float32 in every format)"),
+            film=film,
             input=dict(image=dict(shape=[None, model.image_size, model.image_size, 3], dtype="float32",
                                   range=[0.0, 1.0], layout="NHWC RGB"),
                        lam=dict(shape=[None], dtype="float32")),

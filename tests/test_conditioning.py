@@ -8,7 +8,7 @@ import tensorflow as tf
 from oat_tf import build_model
 from oat_tf.config import TrainConfig
 from oat_tf.export import TFLiteModel, convert, representative_dataset, write_saved_model
-from oat_tf.folding import fold_lambda_encoding
+from oat_tf.folding import compact_network, film_weight_count, fold_lambda_encoding, tabulate_film
 from oat_tf.lambda_sampling import LambdaSampler, clean_count
 from oat_tf.layers import FiLM, LambdaAdapter, LambdaChannelGate
 from oat_tf.layers.channel_gate import private_masks
@@ -16,7 +16,7 @@ from oat_tf.lambdas import S1
 from tests.conftest import images
 
 OPTIONS = [dict(film_form="identity"), dict(shortcut_film=False), dict(private_share=0.25), dict(adapter_share=0.25),
-           dict(norm_routing="blend"),
+           dict(norm_routing="blend"), dict(film_hidden=False, encoding="onehot"),
            dict(film_form="identity", shortcut_film=False, private_share=0.25, adapter_share=0.25)]
 
 
@@ -102,7 +102,7 @@ def _perturbed(model, seed=0):
     """The model with random FiLM outputs and distinct BN_c / BN_a statistics, so λ and its route matter."""
     rng = np.random.default_rng(seed)
     for v in model.weights:
-        if "gamma_kernel" in v.path or "beta_kernel" in v.path:
+        if any(name in v.path for name in ("gamma_kernel", "beta_kernel", "linear_kernel")):
             v.assign(rng.normal(0, 0.05, v.shape).astype("float32"))
         if "adapter" in v.path and "up/kernel" in v.path:
             v.assign(rng.normal(0, 0.1, v.shape).astype("float32"))
@@ -144,10 +144,59 @@ def test_folding_the_encoding_into_film_is_exact_and_smaller(rng, options):
     assert fold_lambda_encoding(plain) is plain
 
 
-@pytest.mark.parametrize("options", [OPTIONS[-1], dict(norm_routing="blend")],
-                         ids=["identity,no-shortcut-film,private,adapters", "blend"])
+def _film_deviation(model, other, lam):
+    """Largest |Δγ|, |Δβ| between two networks' FiLM layers over λ and every width."""
+    films = lambda m: [layer for layer in m._flatten_layers() if isinstance(layer, FiLM)]  # noqa: E731
+    worst = 0.0
+    for width in model.widths:
+        for a, b in zip(films(model), films(other), strict=True):
+            for x, y in zip(a.modulation(model.encoding(lam), width), b.modulation(other.encoding(lam), width)):
+                worst = max(worst, float(np.abs(np.asarray(x) - np.asarray(y)).max()))
+    return worst
+
+
+@pytest.mark.parametrize("form", ["reference", "identity"])
+def test_film_table_is_exact_on_its_grid_and_its_error_bound_is_attained_between(rng, form):
+    model = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25, film_form=form))
+    tabulated, bound = tabulate_film(model, points=21)
+    knots = np.linspace(0.0, 1.0, 21)
+    assert tabulated.get_config() == dict(model.get_config(), encoding="onehot", lam_grid=knots.tolist(),
+                                          film_hidden=False)
+    # The bound is computed at every kink of the piecewise-linear γ(λ), β(λ), so a dense λ sweep
+    # stays below it and comes close to it; at the table's λ the two networks agree.
+    dense = _film_deviation(model, tabulated, np.linspace(0.0, 1.0, 4001, dtype="float32"))
+    assert 1e-4 < bound and 0.9 * bound <= dense <= bound + 1e-6, (dense, bound)
+    assert _film_deviation(model, tabulated, knots.astype("float32")) < 1e-5
+    inputs = {"image": images(rng, len(knots)), "lam": knots.astype("float32")}
+    for width in model.widths:
+        np.testing.assert_allclose(tabulated(inputs, width=width), model(inputs, width=width), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="no hidden layer already"):
+        tabulate_film(tabulated)
+
+
+def test_export_takes_the_film_table_only_where_it_is_smaller_and_within_tolerance():
+    narrow = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25))
+    served, film = compact_network(narrow)
+    assert served.film_hidden and film["representation"].startswith("MLP")
+    assert film["table_not_used"]["weights_at_full_width"] > film["weights_at_full_width"]  # 2C < 101 points
+    wide = _perturbed(build_model("resnet8", "oats", width_multiplier=2.0), seed=1)
+    _, bound = tabulate_film(wide)
+    served, film = compact_network(wide, tolerance=2 * bound)
+    assert not served.film_hidden and film["max_abs_error"] == bound
+    assert film["weights_at_full_width"] == film_weight_count(served) < film["instead_of"]["weights_at_full_width"]
+    served, film = compact_network(wide, tolerance=bound / 2)
+    assert served.film_hidden and film["table_not_used"]["max_abs_error"] > film["table_not_used"]["tolerance"]
+    assert compact_network(wide, table_points=0)[0].film_hidden
+
+
+@pytest.mark.parametrize("options", [OPTIONS[-1], dict(norm_routing="blend"),
+                                     dict(film_form="identity", film_table=True)],
+                         ids=["identity,no-shortcut-film,private,adapters", "blend", "identity,film-table"])
 def test_options_export_with_parity_and_lambda_routing(tmp_path, rng, options):
+    options = dict(options)
+    table = options.pop("film_table", False)
     model = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25, **options))
+    model = tabulate_film(model)[0] if table else model
     width = 0.5
     saved = str(tmp_path / "saved_model")
     write_saved_model(model, saved, [width])

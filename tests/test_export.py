@@ -67,7 +67,10 @@ def test_manifest_lists_every_file_with_its_hash_and_the_measured_table(bundle):
     root, manifest = bundle
     assert manifest["widths"] == list(WIDTHS) and len(manifest["class_names"]) == 10
     assert manifest["input"]["image"]["shape"] == [None, 32, 32, 3] and manifest["lam"]["range"] == [0.0, 1.0]
-    assert manifest["lam"]["encoding"] == "orthogonal, folded into FiLM's first layer"
+    assert manifest["lam"]["encoding"] == "orthogonal"
+    film = manifest["film"]  # a half-width ResNet-20: its FiLM MLP holds fewer weights than a table
+    assert film["representation"].startswith("MLP") and "folded" in film["representation"]
+    assert film["table_not_used"]["weights_at_full_width"] > film["weights_at_full_width"] > 0
     formats = {(f["width"], f["format"]) for f in manifest["files"]}
     assert formats == {(w, f) for w in WIDTHS for f in ("saved_model",) + FORMATS}
     for entry in manifest["files"]:

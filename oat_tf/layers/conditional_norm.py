@@ -14,13 +14,13 @@ class ConditionalNorm(keras.layers.Layer):
 
     Inputs: x (B, ..., C_α), the λ code (B, D) (unused without FiLM), the per-sample
     adversarial flags (B,) (unused with `dual=False`) and λ (B,) (used only with a
-    `private_share`). Output: the shape of x. `film_form` is the FiLM layer's `form`
-    (`reference` or `identity`); `private_share` > 0 adds a `LambdaChannelGate` g(λ) that
+    `private_share`). Output: the shape of x. `film_form` and `film_hidden` are the FiLM
+    layer's `form` (`reference` or `identity`) and `hidden`; `private_share` > 0 adds a `LambdaChannelGate` g(λ) that
     keeps that share of the channels for the clean end and as many for the robust end.
     """
 
     def __init__(self, channels, widths=(1.0,), dual=True, film=True, synchronized=False, film_form="reference",
-                 private_share=0.0, **kwargs):
+                 private_share=0.0, film_hidden=True, **kwargs):
         super().__init__(**kwargs)
         self.channels = int(channels)
         self.widths = tuple(widths)
@@ -28,9 +28,10 @@ class ConditionalNorm(keras.layers.Layer):
         self.film = bool(film)
         self.synchronized = bool(synchronized)
         self.film_form = film_form
+        self.film_hidden = bool(film_hidden)
         self.private_share = float(private_share)
         self.norm = DualBatchNorm(channels, widths, dual=dual, synchronized=synchronized, name="bn")
-        self.modulation = FiLM(channels, widths, form=film_form, name="film") if film else None
+        self.modulation = FiLM(channels, widths, form=film_form, hidden=film_hidden, name="film") if film else None
         self.gate = LambdaChannelGate(channels, private_share, widths, name="gate") if private_share else None
 
     def build(self, inputs_shape, code_shape=None, adversarial_shape=None):
@@ -69,6 +70,7 @@ class ConditionalNorm(keras.layers.Layer):
             film=self.film,
             synchronized=self.synchronized,
             film_form=self.film_form,
+            film_hidden=self.film_hidden,
             private_share=self.private_share,
         )
         return config

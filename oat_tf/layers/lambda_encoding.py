@@ -95,6 +95,8 @@ class LambdaEncoding(keras.layers.Layer):
         if self.kind == "dct":
             frequencies = np.arange(self.dim, dtype=self.compute_dtype) * math.pi
             return ops.cos(lam[:, None] * frequencies)
+        if self.kind == "onehot":  # its codes are the identity
+            return self.interpolation_weights(lam)
         return ops.matmul(self.interpolation_weights(lam), self.codes)
 
     def compute_output_shape(self, input_shape):

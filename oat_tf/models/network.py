@@ -41,7 +41,8 @@ class OATNetwork(keras.Model):
     `adapter_share` (a `LambdaAdapter` of rank ≈ share·C per end on every 3×3 convolution
     of the blocks; 0: none) and `norm_routing` (`switch`, the paper's: every λ > 0 takes
     BN_a; `blend`: λ weighs the two, (1 − λ)·BN_c + λ·BN_a, the same at λ = 0 and 1 and an
-    interpolation of the two norms between them). `block`, `stem_channels` and `stages` ((channels, blocks, stride) per stage)
+    interpolation of the two norms between them) and `film_hidden` (True: FiLM's MLP; False: one
+    linear map per width from the code, the form `oat_tf.folding.tabulate_film` exports). `block`, `stem_channels` and `stages` ((channels, blocks, stride) per stage)
     describe the architecture.
     """
 
@@ -65,6 +66,7 @@ class OATNetwork(keras.Model):
         private_share=0.0,
         adapter_share=0.0,
         norm_routing="switch",
+        film_hidden=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -85,7 +87,7 @@ class OATNetwork(keras.Model):
         self.encoding_kind, self.encoding_dim, self.encoding_seed = encoding, int(encoding_dim), int(encoding_seed)
         self.lam_grid = validate_grid(lam_grid)
         self.synchronized_bn = bool(synchronized_bn)
-        self.film_form, self.shortcut_film = film_form, bool(shortcut_film)
+        self.film_form, self.shortcut_film, self.film_hidden = film_form, bool(shortcut_film), bool(film_hidden)
         self.private_share = float(private_share)
         if not 0.0 <= self.private_share <= 0.5:
             raise ValueError(f"private_share must lie in [0, 0.5], got {private_share}.")
@@ -94,7 +96,7 @@ class OATNetwork(keras.Model):
             raise ValueError(f"adapter_share must lie in [0, 1], got {adapter_share}.")
 
         norm = dict(widths=self.widths, dual=self.dual_bn, film=self.film, synchronized=self.synchronized_bn,
-                    film_form=film_form, private_share=self.private_share)
+                    film_form=film_form, private_share=self.private_share, film_hidden=self.film_hidden)
         preact = block == "preact"
         self.encoding = (
             LambdaEncoding(encoding, encoding_dim, self.lam_grid, encoding_seed, name="lam_encoding")
@@ -209,5 +211,6 @@ class OATNetwork(keras.Model):
             private_share=self.private_share,
             adapter_share=self.adapter_share,
             norm_routing=self.norm_routing,
+            film_hidden=self.film_hidden,
         )
         return config
