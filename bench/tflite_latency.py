@@ -5,7 +5,6 @@
 
 import json
 import os
-import time
 
 import numpy as np
 from absl import app, flags
@@ -18,18 +17,6 @@ flags.DEFINE_string("bundle", None, "Bundle directory (with manifest.json).", re
 flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
 flags.DEFINE_integer("runs", 200, "Timed invocations per file (after 20 warm-up runs).", lower_bound=1)
 flags.DEFINE_string("out", None, "Also write the JSON here (atomically).")
-
-
-def latency_ms(model, image, lam, runs):
-    for _ in range(20):
-        model.runner(image=image, lam=lam)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.runner(image=image, lam=lam)
-        times.append(time.perf_counter() - start)
-    times = np.asarray(times) * 1e3
-    return dict(median_ms=round(float(np.median(times)), 3), p90_ms=round(float(np.percentile(times, 90)), 3))
 
 
 def main(argv):
@@ -46,7 +33,7 @@ def main(argv):
         for threads in (int(t) for t in FLAGS.threads):
             model = TFLiteModel(os.path.join(FLAGS.bundle, entry["path"]), num_threads=threads)
             rows.append(dict(width=entry["width"], format=entry["format"], threads=threads,
-                             size_bytes=entry["size_bytes"], **latency_ms(model, image, lam, FLAGS.runs)))
+                             size_bytes=entry["size_bytes"], **model.latency_ms(image, lam, FLAGS.runs)))
     result = provenance(benchmark="tflite_latency_batch1", bundle=FLAGS.bundle, source_run=manifest.get("source_run"),
                         model=manifest.get("model"), variant=manifest.get("variant"), runs=FLAGS.runs, results=rows)
     print(json.dumps(result, indent=2))

@@ -130,6 +130,20 @@ class TFLiteModel:
         ]
         return np.concatenate(outputs)
 
+    def latency_ms(self, image, lam, runs=200, warmup=20):
+        """Median and 90th percentile wall time (ms) of one invocation on `image`, `lam` after `warmup` calls."""
+        import time
+
+        for _ in range(warmup):
+            self.runner(image=image, lam=lam)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.runner(image=image, lam=lam)
+            times.append(time.perf_counter() - start)
+        times = np.asarray(times) * 1e3
+        return dict(median_ms=round(float(np.median(times)), 3), p90_ms=round(float(np.percentile(times, 90)), 3))
+
 
 def representative_dataset(images, lam_grid, count=200, seed=0):
     """Calibration inputs for full int8: `count` training images, each with a λ from the grid or

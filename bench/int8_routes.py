@@ -1,0 +1,114 @@
+"""Full-int8 routes compared on a trained run, as JSON: size, agreement, λ routing, LiteRT latency.
+
+    python bench/int8_routes.py --checkpoint runs/reproduce-cpu-cpu/oats \
+        --data_dir ../shared/data/cifar10-jpeg.tar.gz --out results/bench/int8_routes.json
+
+Routes, each from the same float32 file of one width (the exporter's compact network):
+- `converter`: the TFLite converter's full int8 with the λ path and the per-sample affines kept
+  float32 by an op deny-list (the bundle's `int8` format today);
+- `aeq_conv`: ai-edge-quantizer, convolutions static int8 (int8 weights and activations), every
+  other op float32;
+- `aeq_conv_fc_weights`: the same, and every FULLY_CONNECTED (FiLM, classifier) with int8
+  weights dequantized once at load, computing in float32.
+Agreement is the top-1 agreement with the float32 file on real test images per λ; routing checks
+that λ = 0.001 and 0.01 give outputs nearer the float file's at that λ than at λ = 0.
+"""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("checkpoint", None, "Training run directory.", required=True)
+flags.DEFINE_string("data_dir", None, "Image-folder tree or .tar.gz; default: the run's.")
+flags.DEFINE_float("width", 1.0, "Width to quantize.")
+flags.DEFINE_integer("examples", 1000, "Test images for agreement.", lower_bound=1)
+flags.DEFINE_list("lambdas", ["0", "0.2", "1"], "λ values for agreement.")
+flags.DEFINE_integer("representative_examples", 200, "Training images that calibrate int8.", lower_bound=1)
+flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts for latency.")
+flags.DEFINE_integer("runs", 200, "Timed invocations per file and thread count.", lower_bound=1)
+flags.DEFINE_string("out", None, "Also write the JSON here (atomically).")
+
+_INT8_ACTIVATIONS = dict(num_bits=8, symmetric=False, granularity="TENSORWISE", dtype="INT")
+_INT8_WEIGHTS = dict(num_bits=8, symmetric=True, granularity="CHANNELWISE", dtype="INT")
+_CONV_INT8 = {"regex": ".*", "operation": "CONV_2D", "algorithm_key": "min_max_uniform_quantize",
+              "op_config": {"activation_tensor_config": _INT8_ACTIVATIONS, "weight_tensor_config": _INT8_WEIGHTS,
+                            "compute_precision": "INTEGER", "explicit_dequantize": False}}
+_FC_WEIGHT_ONLY = {"regex": ".*", "operation": "FULLY_CONNECTED", "algorithm_key": "min_max_uniform_quantize",
+                   "op_config": {"weight_tensor_config": _INT8_WEIGHTS, "compute_precision": "FLOAT",
+                                 "explicit_dequantize": True}}
+RECIPES = {"aeq_conv": [_CONV_INT8], "aeq_conv_fc_weights": [_CONV_INT8, _FC_WEIGHT_ONLY]}
+
+
+def quantize_with_recipe(float_path, recipe, calibration):
+    """ai-edge-quantizer: the flatbuffer bytes of `float_path` quantized by `recipe` (ordered per-op rules)."""
+    from ai_edge_quantizer import quantizer
+
+    engine = quantizer.Quantizer(float_path, recipe)
+    result = engine.calibrate({"serving_default": calibration}, num_threads=1) if engine.need_calibration else None
+    return bytes(engine.quantize(result, enable_progress_report=False).quantized_model)
+
+
+def main(argv):
+    del argv
+    from oat_tf.config import flag_numbers
+    from oat_tf.data import load_split
+    from oat_tf.export import TFLiteModel, convert, representative_dataset, write_saved_model
+    from oat_tf.folding import compact_network
+    from oat_tf.provenance import provenance, write_json
+    from oat_tf.trainer import load_run
+
+    lambdas = flag_numbers("lambdas", FLAGS.lambdas)
+    model, config, _ = load_run(FLAGS.checkpoint)
+    data_dir = FLAGS.data_dir or config.data_dir or None
+    train_images, _, _ = load_split(config.dataset, "train", data_dir, validation_size=config.validation_size,
+                                    seed=config.seed)
+    test_images, _, _ = load_split(config.dataset, "test", data_dir)
+    test_images = test_images[: FLAGS.examples] / np.float32(255)
+    representative = representative_dataset(train_images / np.float32(255), model.lam_grid,
+                                            FLAGS.representative_examples)
+    served, film = compact_network(model)
+    workdir = tempfile.mkdtemp(prefix="int8-routes-")
+    saved_model = os.path.join(workdir, "saved_model")
+    write_saved_model(served, saved_model, [FLAGS.width])
+    files = {"float32": convert(saved_model, "float32"),
+             "converter": convert(saved_model, "int8", representative=representative)}
+    float_path = os.path.join(workdir, "float32.tflite")
+    with open(float_path, "wb") as f:
+        f.write(files["float32"])
+    calibration = list(representative())
+    for name, recipe in RECIPES.items():
+        files[name] = quantize_with_recipe(float_path, recipe, calibration)
+
+    reference = TFLiteModel(files["float32"])
+    float_logits = {lam: reference(test_images, lam) for lam in (*lambdas, 0.0, 0.001, 0.01)}
+    image, lam_one = test_images[:1], np.array([0.2], np.float32)
+    rows = []
+    for name, content in files.items():
+        quantized = TFLiteModel(content)
+        agreement = {str(lam): round(float(np.mean(np.argmax(quantized(test_images, lam), 1)
+                                                   == np.argmax(float_logits[lam], 1))), 4) for lam in lambdas}
+        routed = {}
+        for lam in (0.001, 0.01):
+            out = quantized(test_images[:64], lam)
+            routed[str(lam)] = bool(np.abs(out - float_logits[lam][:64]).mean() < np.abs(out - float_logits[0.0][:64]).mean())
+        latency = {}
+        for threads in (int(t) for t in FLAGS.threads):
+            timed = TFLiteModel(content, num_threads=threads)
+            latency[f"{threads}_threads"] = timed.latency_ms(image, lam_one, FLAGS.runs)
+        rows.append(dict(route=name, size_bytes=len(content), size_ratio=round(len(content) / len(files["float32"]), 3),
+                         agreement=agreement, routes_small_lambdas_adversarial=routed, latency=latency))
+        print(json.dumps(rows[-1]))
+    result = provenance(benchmark="int8_routes", source_run=FLAGS.checkpoint, model=config.model,
+                        width_multiplier=config.width_multiplier, variant=config.variant, width=FLAGS.width,
+                        film=film, examples=FLAGS.examples, data=f"{config.dataset} test split, first {FLAGS.examples}",
+                        runs=FLAGS.runs, results=rows)
+    if FLAGS.out:
+        write_json(FLAGS.out, result)
+
+
+if __name__ == "__main__":
+    app.run(main)
