@@ -283,10 +283,12 @@ def readme(report, budget, done, other_claims=None):
         lines += ["| run | training CPU-min | wall-clock min |", "|---|---|---|"] + [
             f"| {name} | {t['cpu_seconds'] / 60:.1f} | {t['wall_seconds'] / 60:.1f} |"
             for name, t in cost["per_run"].items()] + [""]
-    discussion = os.path.join(DISCUSSION_DIR, f"discussion_{budget.name}.md")
-    if os.path.exists(discussion):
-        with open(discussion) as f:
-            lines += [f.read().rstrip(), ""]
+    # The budget's discussion, then the recipe's (what its numbers mean), when written.
+    for name in (budget.name, f"{budget.name}_{report['recipe']['name']}"):
+        discussion = os.path.join(DISCUSSION_DIR, f"discussion_{name}.md")
+        if os.path.exists(discussion):
+            with open(discussion) as f:
+                lines += [f.read().rstrip(), ""]
     lines += ["## Reproduce", "", "```bash", report["command"] or "python experiments/reproduce.py", "```", "",
               "Rerunning skips finished trainings and evaluations; `--budget=paper` is the full-scale setting "
               "(ResNet-34, 200 epochs, PGD-7 training attack, RA on the whole test split) for GPUs.", ""]
