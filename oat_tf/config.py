@@ -160,6 +160,12 @@ RECIPES = {
     "cpu": dict(_PAPER_RECIPE, film_form="identity", shortcut_film=True, lam_set=(0.0, 1.0), norm_routing="blend",
                 epoch_scale=2.4),
 }
+# The `cpu` preset's (the quickstart's) recipe: `cpu` with 60 % of every batch at λ = 0 instead of half.
+# Pre-registered for issue 13's quickstart goal (SA and RA each separated by ≥ 8 pp at every width, on
+# the run's validation images) after the `cpu` recipe met it at seed 0 but not at seed 1 (SA 6.6–7.7
+# pp); it met it at both seeds (results/quickstart/README.md). The reproduction keeps `cpu`.
+RECIPES["quickstart"] = dict(RECIPES["cpu"], clean_share=0.6)
+PRESET_RECIPES = {"paper": "paper", "cpu": "quickstart"}
 
 
 def flag_numbers(name, values):
@@ -182,7 +188,7 @@ def recipe_fields(name, epochs):
 def preset(name, dataset="cifar10", recipe=None):
     """`paper`: the paper's setting. `cpu`: a half-width ResNet-20 on a 10k-image subset for a few
     epochs with a cheap training attack (FGSM with random start, Wong et al. 2020), so that it
-    finishes in minutes on 2 cores. Each comes with its own conditioning recipe (RECIPES), or
+    finishes in minutes on 2 cores. Each comes with its own conditioning recipe (PRESET_RECIPES), or
     `recipe` when given."""
     if name == "paper":
         values = dict(model=PAPER_MODELS.get(dataset, "resnet34"), epochs=200, batch_size=128, train_attack="pgd7",
@@ -193,4 +199,4 @@ def preset(name, dataset="cifar10", recipe=None):
                       train_examples=10000, eval_every=100, eval_examples=1000, eval_attack="pgd7")
     else:
         raise ValueError(f"unknown preset {name!r}; choose paper or cpu.")
-    return dict(values, **recipe_fields(recipe or name, values["epochs"]))
+    return dict(values, **recipe_fields(recipe or PRESET_RECIPES[name], values["epochs"]))

@@ -296,9 +296,10 @@ def test_presets_carry_their_recipe_and_a_recipe_can_be_swapped():
     assert RECIPES["paper"]["width_loss"] == RECIPES["cpu"]["width_loss"] == "sum"
     oat = TrainConfig(**dict(preset("cpu"), method="oat", run_dir="unused")).validate()
     assert oat.width_loss == "mean"  # one width: the same loss, recorded as before the option existed
-    for name in ("paper", "cpu"):
+    assert RECIPES["quickstart"] == dict(RECIPES["cpu"], clean_share=0.6)
+    for name, recipe_name in (("paper", "paper"), ("cpu", "quickstart")):
         values = preset(name)
-        recipe = {k: v for k, v in RECIPES[name].items() if k != "epoch_scale"}
+        recipe = {k: v for k, v in RECIPES[recipe_name].items() if k != "epoch_scale"}
         assert {k: values[k] for k in recipe} == recipe
         TrainConfig(**dict(values, method="oats", run_dir="unused")).validate()
     swapped = preset("cpu", recipe="paper")
