@@ -18,6 +18,6 @@ setup(
         "pillow",  # decodes image-folder datasets
         "ai-edge-litert",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest"], "bench": ["ai-edge-quantizer>=0.10"]},  # bench/int8_routes.py
     entry_points={"console_scripts": ["oat-summary=oat_tf.summary:run"]},
 )
