@@ -21,15 +21,15 @@ EVAL_LAMBDAS = (0.0, 0.2, 1.0)
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A briefly trained OATS run: half-width ResNet-20, widths 0.5 and 1, 2 epochs on 8k real images.
+    """A briefly trained OATS run: half-width ResNet-8, widths 0.5 and 1, 2 epochs on 8k real images.
     ε = 2/255 for training and the identity FiLM (the reference FiLM starts with its features almost
-    switched off and leaves a 2-epoch model near chance), so that the network learns enough in ~2
-    minutes to have real margins; the paper's switch routing, whose routes the tests check."""
+    switched off and leaves a 2-epoch model near chance), so that the network learns enough in about
+    a minute to have real margins (SA 35–43 %); the paper's switch routing, whose routes the tests check."""
     import keras
 
     run_dir = tmp_path_factory.mktemp("oats_run")
     keras.utils.set_random_seed(0)
-    Trainer(TrainConfig(method="oats", dataset="cifar10", data_dir=CIFAR10, run_dir=str(run_dir), model="resnet20",
+    Trainer(TrainConfig(method="oats", dataset="cifar10", data_dir=CIFAR10, run_dir=str(run_dir), model="resnet8",
                         width_multiplier=0.5, widths=WIDTHS, film_form="identity", epochs=2, batch_size=128,
                         train_attack="fgsm-rs",
                         epsilon_255=2.0, train_examples=8192, eval_examples=100, eval_attack="fgsm",
@@ -68,7 +68,7 @@ def test_manifest_lists_every_file_with_its_hash_and_the_measured_table(bundle):
     assert manifest["widths"] == list(WIDTHS) and len(manifest["class_names"]) == 10
     assert manifest["input"]["image"]["shape"] == [None, 32, 32, 3] and manifest["lam"]["range"] == [0.0, 1.0]
     assert manifest["lam"]["encoding"] == "orthogonal"
-    film = manifest["film"]  # a half-width ResNet-20: its FiLM MLP holds fewer weights than a table
+    film = manifest["film"]  # a half-width ResNet-8: its FiLM MLP holds fewer weights than a table
     assert film["representation"].startswith("MLP") and "folded" in film["representation"]
     assert film["table_not_used"]["weights_at_full_width"] > film["weights_at_full_width"] > 0
     formats = {(f["width"], f["format"]) for f in manifest["files"]}
@@ -123,10 +123,11 @@ def test_float_files_match_keras_at_grid_and_off_grid_lambdas(bundle, model, wid
 def test_full_int8_agrees_with_the_float_model_on_real_images(bundle, model, cifar10):
     """Top-1 agreement of the int8 file with the float model on 1,000 real test images.
 
-    This two-minute model is barely trained (~20 % accuracy) and half of its decisions are
-    near-ties (top-2 logit margin below ~0.05) that any rounding flips, so the 97 % bar is
-    applied to the images with a decision (margin above the median); all images must agree
-    on ≥ 75 %. The plain 97 % criterion on a longer-trained model is reported in the README."""
+    This briefly trained model (SA 35–43 %) has many decisions that are
+    near-ties that any rounding flips, so the 97 % bar is applied to the images with a decision
+    (top-2 logit margin above the median; measured 100 %); all images must agree on ≥ 95 %
+    (measured 97.5–98.4 %, five standard errors above). A longer-trained model's agreement is in
+    `results/bench/int8_routes_*.json`."""
     images = cifar10["test"][0][:1000]
     for width in WIDTHS:
         quantized = TFLiteModel(_file(bundle, width, "int8"))
@@ -135,7 +136,7 @@ def test_full_int8_agrees_with_the_float_model_on_real_images(bundle, model, cif
             top2 = np.sort(logits, 1)[:, -2:]
             decided = (top2[:, 1] - top2[:, 0]) > np.median(top2[:, 1] - top2[:, 0])
             agree = np.argmax(quantized(images, lam), 1) == np.argmax(logits, 1)
-            assert agree[decided].mean() >= 0.97 and agree.mean() >= 0.75, (
+            assert agree[decided].mean() >= 0.97 and agree.mean() >= 0.95, (
                 f"width {width} λ={lam}: agreement {agree[decided].mean():.3f} (decided), {agree.mean():.3f} (all)")
 
 
