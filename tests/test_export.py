@@ -123,8 +123,8 @@ def test_float_files_match_keras_at_grid_and_off_grid_lambdas(bundle, model, wid
 def test_full_int8_agrees_with_the_float_model_on_real_images(bundle, model, cifar10):
     """Top-1 agreement of the int8 file with the float model on 1,000 real test images.
 
-    This briefly trained model (SA 35–43 %) has many decisions that are
-    near-ties that any rounding flips, so the 97 % bar is applied to the images with a decision
+    This briefly trained model (SA 35–43 %) has many decisions that are near-ties, which any
+    rounding flips, so the 97 % bar is applied to the images with a decision
     (top-2 logit margin above the median; measured 100 %); all images must agree on ≥ 95 %
     (measured 97.5–98.4 %, five standard errors above). A longer-trained model's agreement is in
     `results/bench/int8_routes_*.json`."""
