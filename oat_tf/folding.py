@@ -35,6 +35,9 @@ def fold_lambda_encoding(model):
     return folded
 
 
+PIECEWISE_LINEAR_ENCODINGS = ("orthogonal", "onehot", "scalar")
+
+
 def _code(encoding, lam):
     """The λ code in float64, (N, D) for λ of shape (N,): a piecewise-linear function of λ."""
     if encoding.kind == "scalar":
@@ -67,6 +70,26 @@ def _crossings(points, values):
     return points[rows] + (points[rows + 1] - points[rows]) * a[rows, cols] / (a[rows, cols] - b[rows, cols])
 
 
+def _table_error(film, width, encoding, knots, table):
+    """Largest |Δγ|, |Δβ| over λ ∈ [0, 1] between `film` at `width` and `table` (its MLP output at
+    `knots`) interpolated linearly. Both are piecewise linear, so the largest error is at a kink of
+    either: the encoding's grid and the knots, each hidden unit's zero crossing between those, and
+    (reference form, whose output passes a LeakyReLU) each output's zero crossing."""
+    grid = np.array([0.0, 1.0]) if encoding.kind == "scalar" else np.asarray(encoding.grid, np.float64)
+
+    def exact_and_interpolated(at):
+        interpolated = np.stack([np.interp(at, knots, column) for column in table.T], 1)
+        return _mlp_output(film, _code(encoding, at), width)[0], interpolated
+
+    breaks = np.unique(np.concatenate([grid, knots]))
+    breaks = np.unique(np.concatenate([breaks, _crossings(breaks, _mlp_output(film, _code(encoding, breaks), width)[1])]))
+    exact, interpolated = exact_and_interpolated(breaks)
+    if film.form == "reference":
+        breaks = np.unique(np.concatenate([breaks, _crossings(breaks, exact), _crossings(breaks, interpolated)]))
+        exact, interpolated = (np.where(v > 0, v, film.negative_slope * v) for v in exact_and_interpolated(breaks))
+    return float(np.abs(interpolated - exact).max())
+
+
 def tabulate_film(model, points=101):
     """`model` with every FiLM's MLP replaced by a table of its output at λ on a grid, and the error.
 
@@ -74,16 +97,15 @@ def tabulate_film(model, points=101):
     piecewise linear with kinks where a hidden unit crosses zero. The returned network evaluates them
     at the `points` uniform λ in [0, 1] (and the training grid's points) and interpolates linearly
     between them: a onehot code over that grid and FiLM without hidden layer, one (grid × 2C_α)
-    table per width. It is exact at the table's λ; between them the error is largest at a kink,
-    so the returned error, the largest |Δγ|, |Δβ| over every FiLM, width and λ ∈ [0, 1], is computed
-    at every kink (and table point) in float64. Only the orthogonal, onehot and scalar encodings are
+    table per width. It is exact at the table's λ; the returned error, the largest |Δγ|, |Δβ| over
+    every FiLM, width and λ ∈ [0, 1], is computed at every kink in float64 (`_table_error`). Only the orthogonal, onehot and scalar encodings are
     piecewise linear; a model without FiLM is returned as it is with error 0.
     """
     if not model.film:
         return model, 0.0
     if not model.film_hidden:
         raise ValueError("this model's FiLM has no hidden layer already; nothing to tabulate.")
-    if model.encoding_kind not in ("orthogonal", "onehot", "scalar"):
+    if model.encoding_kind not in PIECEWISE_LINEAR_ENCODINGS:
         raise ValueError(f"the {model.encoding_kind!r} λ encoding is not piecewise linear in λ; cannot tabulate it.")
     if int(points) < 2:
         raise ValueError(f"a FiLM table needs at least 2 points, got {points}.")
@@ -97,30 +119,15 @@ def tabulate_film(model, points=101):
     for path, variable in targets.items():
         if path in source and not path.endswith("lam_encoding/codes"):
             variable.assign(source[path])
-    encoding_breaks = (np.array([0.0, 1.0]) if model.encoding_kind == "scalar"
-                       else np.asarray(model.encoding.grid, np.float64))
     error = 0.0
     for film in _film_layers(model):
         prefix = film.hidden_kernel.path.rsplit("/", 1)[0]
         kernel = np.zeros(targets[f"{prefix}/linear_kernel"].shape, np.float32)
         for i, width in enumerate(model.widths):
             c = channels_at(width, film.channels)
-            table, _ = _mlp_output(film, _code(model.encoding, knots), width)
+            table = _mlp_output(film, _code(model.encoding, knots), width)[0].astype(np.float32)
             kernel[i, :, :c], kernel[i, :, film.channels : film.channels + c] = table[:, :c], table[:, c:]
-            # Every kink: the encoding's grid, then each hidden unit's zero crossing between those points,
-            # then (reference form) each output's zero crossing between all of those.
-            breaks = np.unique(np.concatenate([encoding_breaks, knots, [0.0, 1.0]]))
-            _, pre = _mlp_output(film, _code(model.encoding, breaks), width)
-            breaks = np.unique(np.concatenate([breaks, _crossings(breaks, pre)]))
-            exact, _ = _mlp_output(film, _code(model.encoding, breaks), width)
-            interpolated = np.stack([np.interp(breaks, knots, column) for column in table.astype(np.float32).T], 1)
-            if film.form == "reference":
-                breaks = np.unique(np.concatenate([breaks, _crossings(breaks, exact), _crossings(breaks, interpolated)]))
-                exact, _ = _mlp_output(film, _code(model.encoding, breaks), width)
-                interpolated = np.stack([np.interp(breaks, knots, column) for column in table.astype(np.float32).T], 1)
-                leaky = lambda t: np.where(t > 0, t, film.negative_slope * t)  # noqa: E731
-                exact, interpolated = leaky(exact), leaky(interpolated)
-            error = max(error, float(np.abs(interpolated - exact).max()))
+            error = max(error, _table_error(film, width, model.encoding, knots, table))
         targets[f"{prefix}/linear_kernel"].assign(kernel)
     return tabulated, error
 
@@ -153,7 +160,7 @@ def compact_network(model, table_points=FILM_TABLE_POINTS, tolerance=FILM_TABLE_
         return folded, None
     mlp = dict(representation=f"MLP, {model.encoding_kind} λ encoding folded into its first layer (exact)",
                weights_at_full_width=film_weight_count(folded))
-    if table_points <= 0 or model.encoding_kind not in ("orthogonal", "onehot", "scalar"):
+    if table_points <= 0 or model.encoding_kind not in PIECEWISE_LINEAR_ENCODINGS:
         return folded, mlp
     tabulated, error = tabulate_film(model, table_points)
     table = dict(representation=f"table of γ, β at {table_points} uniform λ in [0, 1], linear in between",
