@@ -134,6 +134,26 @@ def test_claims_follow_their_criteria():
     assert verdicts["fig4-normal-bn-narrow"] == "does not hold"
 
 
+def test_goal_checks_oat_against_the_dedicated_ends():
+    from oat_tf.reproduce import report
+
+    curves = {"pgdat-0": ("dedicated", 0.0, {"pgd20": {0.0: (60, 0)}}),
+              "pgdat-1": ("dedicated", 1.0, {"pgd20": {1.0: (40, 25)}}),
+              "oat": ("oat", None, {"pgd20": {0.0: (58, 1), 0.2: (55, 8), 1.0: (45, 24)}})}
+    checks = report.goal_checks(_done(curves), BUDGETS["cpu"])
+    assert set(checks) == {"OAT"}  # no OATS runs: nothing to check for them
+    oat = checks["OAT"]
+    # λ = 0 SA 58 ≥ 60 − 3 and λ = 1 RA 24 ≥ 25 − 2 hold; the SA span 13 of 20 pp (65 %) misses 70 %.
+    assert {k: v <= 0 for k, v in oat["shortfalls_pp"].items()} == dict(sa_at_0=True, ra_at_1=True, sa_span=False,
+                                                                       ra_span=True)
+    assert oat["span_shares"]["sa"] == pytest.approx(0.65) and oat["span_shares"]["ra"] == pytest.approx(0.92)
+    assert oat["between_ends"]
+    text = "\n".join(report._goal_section(checks))
+    assert "| OAT | 58.0 / 1.0 vs 60.0 / 0.0: SA holds | 45.0 / 24.0 vs 40.0 / 25.0: RA holds | 65%: **misses** |" in text
+    curves["oat"][2]["pgd20"][0.2] = (30, 8)  # a λ in between far below both ends
+    assert not report.goal_checks(_done(curves), BUDGETS["cpu"])["OAT"]["between_ends"]
+
+
 def test_bn_separation_and_gradient_alignment():
     rng = np.random.default_rng(0)
     channels = 64

@@ -8,7 +8,7 @@ from oat_tf.config import RECIPES
 from oat_tf.evaluate import load_evaluation_data, load_model
 from oat_tf.lambdas import S1
 from oat_tf.provenance import provenance, write_atomic, write_json
-from oat_tf.reproduce import analysis, figures
+from oat_tf.reproduce import analysis, figures, goal
 from oat_tf.reproduce.runner import completed, jobs
 
 ALIGNMENT_IMAGES = 200  # test images for the saliency alignment number
@@ -118,6 +118,21 @@ def _cost(done, budget):
     return cost
 
 
+def goal_checks(done, budget):
+    """Issue 13's goal (`goal.check`) for OAT against the dedicated PGD-AT ends and for OATS at each
+    width against the PGD-ATS ends, where both ends and the model are evaluated."""
+    main = budget.main_attack
+    checks = {}
+    for label, name, role, width in [("OAT", "oat", "dedicated", 1.0)] + [
+            (f"OATS width {w:g}", "oats", "slimmable-dedicated", w) for w in budget.widths]:
+        points = analysis.model_curve(done, name, main, width=width)
+        ends = analysis.dedicated_curve(done, role, main, width=width)
+        if {0.0, 1.0} <= set(points) & set(ends):
+            checks[label] = dict(goal.check(ends[0.0], ends[1.0], points), model=points[0.0] + points[1.0],
+                                 dedicated=ends[0.0] + ends[1.0])
+    return checks
+
+
 def write(plan, budget, runs_dir, dataset, data_dir, out, command=None, recipe="port", other_reports=None):
     """Writes reproduce.json, the figures and README.md to `out` from what has finished in `runs_dir`,
     the OAT and OATS runs trained with `recipe`; `other_reports` ({recipe: reproduce.json path} of the
@@ -145,7 +160,7 @@ def write(plan, budget, runs_dir, dataset, data_dir, out, command=None, recipe="
     pending = pending_jobs(plan, budget, done)
     report = provenance(
         data=data, dataset_split=budget.split, budget=dict(vars(budget)), figures=written,
-        pending_jobs=pending, claims=checked, bn_last_layer=layer,
+        pending_jobs=pending, claims=checked, goal=goal_checks(done, budget), bn_last_layer=layer,
         recipe=dict(name=recipe, fields={k: list(v) if isinstance(v, tuple) else v for k, v in RECIPES[recipe].items()}),
         bn_statistics={f"{lam:g}": dict(mean=m.round(5).tolist(), variance=v.round(5).tolist())
                        for lam, (m, v) in sorted(stats.items())},
@@ -200,6 +215,27 @@ def _side_by_side(report, others):
     return lines + [""]
 
 
+def _goal_section(checks):
+    verdict = lambda ok: "holds" if ok else "**misses**"  # noqa: E731
+    lines = ["## This project's goal for OAT at this budget (issue 13)", "",
+             f"Fixed before the ablation that chose the recipe (`oat_tf/reproduce/goal.py`): λ = 0 SA ≥ the "
+             f"dedicated λ = 0 model's − {goal.SA_END_PP:g} pp; λ = 1 RA ≥ the dedicated λ = 1 model's − "
+             f"{goal.RA_END_PP:g} pp; SA and RA spans over the evaluated λ ≥ {goal.SPAN_SHARE:.0%} of the dedicated "
+             f"ends' (OAT against PGD-AT, OATS against PGD-ATS at the same width); every λ in between within the "
+             f"ends' range ± {goal.BETWEEN_PP:g} pp. SA / RA in %.", "",
+             "| model | λ = 0: model / dedicated | λ = 1: model / dedicated | SA span share | RA span share | "
+             "λ in between |", "|---|---|---|---|---|---|"]
+    for label, check in checks.items():
+        short, shares = check["shortfalls_pp"], check["span_shares"]
+        m, d = check["model"], check["dedicated"]
+        lines.append(
+            f"| {label} | {m[0]:.1f} / {m[1]:.1f} vs {d[0]:.1f} / {d[1]:.1f}: SA {verdict(short['sa_at_0'] <= 0)} | "
+            f"{m[2]:.1f} / {m[3]:.1f} vs {d[2]:.1f} / {d[3]:.1f}: RA {verdict(short['ra_at_1'] <= 0)} | "
+            f"{shares['sa']:.0%}: {verdict(short['sa_span'] <= 0)} | {shares['ra']:.0%}: {verdict(short['ra_span'] <= 0)} | "
+            f"{verdict(check['between_ends'])} |")
+    return lines + [""]
+
+
 def readme(report, budget, done, other_claims=None):
     """README.md text: how it was made, the claims, the numbers per figure, deviations from the paper."""
     runs = report["runs"]
@@ -233,6 +269,8 @@ def readme(report, budget, done, other_claims=None):
               "errors of the difference of two RA estimates on 2,000 images.", ""]
     if other_claims:
         lines += _side_by_side(report, other_claims)
+    if report.get("goal"):
+        lines += _goal_section(report["goal"])
     main = budget.main_attack
 
     def curve(name, attack, evaluation="main", width=1.0):
