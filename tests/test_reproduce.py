@@ -152,6 +152,9 @@ def test_goal_checks_oat_against_the_dedicated_ends():
     assert "| OAT | 58.0 / 1.0 vs 60.0 / 0.0: SA holds | 45.0 / 24.0 vs 40.0 / 25.0: RA holds | 65%: **misses** |" in text
     curves["oat"][2]["pgd20"][0.2] = (30, 8)  # a λ in between far below both ends
     assert not report.goal_checks(_done(curves), BUDGETS["cpu"])["OAT"]["between_ends"]
+    curves["pgdat-1"] = ("dedicated", 1.0, {"pgd20": {1.0: (60, 0)}})  # ends that do not differ (a tiny model)
+    checks = report.goal_checks(_done(curves), BUDGETS["cpu"])
+    assert checks["OAT"]["span_shares"] == dict(sa=None, ra=None) and "| —: holds |" in "\n".join(report._goal_section(checks))
 
 
 def test_bn_separation_and_gradient_alignment():

@@ -17,7 +17,8 @@ BETWEEN_PP = 2.0
 def check(standard, robust, points):
     """{criterion: pp by which `points` ({λ: (SA, RA)} in %) misses it, ≤ 0 when met} for the four
     accuracy goals against `standard` (λ = 0) and `robust` (λ = 1) (SA, RA), plus whether every λ
-    inside (0, 1) lies between the ends (`between_ends`) and each span as a share of the dedicated one."""
+    inside (0, 1) lies between the ends (`between_ends`) and each span as a share of the dedicated one
+    (None when the dedicated ends do not differ)."""
     dedicated_sa_span, dedicated_ra_span = standard[0] - robust[0], robust[1] - standard[1]
     shortfalls = {
         "sa_at_0": standard[0] - SA_END_PP - points[0.0][0],
@@ -28,5 +29,6 @@ def check(standard, robust, points):
     between = all(
         min(points[0.0][i], points[1.0][i]) - BETWEEN_PP <= p[i] <= max(points[0.0][i], points[1.0][i]) + BETWEEN_PP
         for lam, p in points.items() if 0.0 < lam < 1.0 for i in (0, 1))
+    share = lambda own, dedicated: own / dedicated if dedicated > 0 else None  # noqa: E731  (ends that do not differ)
     return dict(shortfalls_pp=shortfalls, between_ends=between,
-                span_shares=dict(sa=span(points, 0) / dedicated_sa_span, ra=span(points, 1) / dedicated_ra_span))
+                span_shares=dict(sa=share(span(points, 0), dedicated_sa_span), ra=share(span(points, 1), dedicated_ra_span)))

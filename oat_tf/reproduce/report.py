@@ -215,6 +215,10 @@ def _side_by_side(report, others):
     return lines + [""]
 
 
+def _share(value):
+    return "—" if value is None else f"{value:.0%}"
+
+
 def _goal_section(checks):
     verdict = lambda ok: "holds" if ok else "**misses**"  # noqa: E731
     lines = ["## This project's goal for OAT at this budget (issue 13)", "",
@@ -231,7 +235,8 @@ def _goal_section(checks):
         lines.append(
             f"| {label} | {m[0]:.1f} / {m[1]:.1f} vs {d[0]:.1f} / {d[1]:.1f}: SA {verdict(short['sa_at_0'] <= 0)} | "
             f"{m[2]:.1f} / {m[3]:.1f} vs {d[2]:.1f} / {d[3]:.1f}: RA {verdict(short['ra_at_1'] <= 0)} | "
-            f"{shares['sa']:.0%}: {verdict(short['sa_span'] <= 0)} | {shares['ra']:.0%}: {verdict(short['ra_span'] <= 0)} | "
+            f"{_share(shares['sa'])}: {verdict(short['sa_span'] <= 0)} | "
+            f"{_share(shares['ra'])}: {verdict(short['ra_span'] <= 0)} | "
             f"{verdict(check['between_ends'])} |")
     return lines + [""]
 
