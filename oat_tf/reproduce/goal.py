@@ -29,6 +29,9 @@ def check(standard, robust, points):
     between = all(
         min(points[0.0][i], points[1.0][i]) - BETWEEN_PP <= p[i] <= max(points[0.0][i], points[1.0][i]) + BETWEEN_PP
         for lam, p in points.items() if 0.0 < lam < 1.0 for i in (0, 1))
-    share = lambda own, dedicated: own / dedicated if dedicated > 0 else None  # noqa: E731  (ends that do not differ)
     return dict(shortfalls_pp=shortfalls, between_ends=between,
-                span_shares=dict(sa=share(span(points, 0), dedicated_sa_span), ra=share(span(points, 1), dedicated_ra_span)))
+                span_shares=dict(sa=_share(span(points, 0), dedicated_sa_span), ra=_share(span(points, 1), dedicated_ra_span)))
+
+
+def _share(own, dedicated):
+    return own / dedicated if dedicated > 0 else None
