@@ -45,6 +45,8 @@ def litert_benchmark(path, threads, runs):
 
 def main(argv):
     del argv
+    import keras
+
     from oat_tf import build_model
     from oat_tf.export import TFLiteModel, export_bundle
     from oat_tf.provenance import provenance, write_json
@@ -60,8 +62,6 @@ def main(argv):
     image, lam = calibration_images[:1], np.array([0.2], np.float32)
     rows, film = [], None
     for variant in ("slimmable", "oats"):
-        import keras
-
         keras.utils.set_random_seed(0)
         model = build_model(FLAGS.model, variant, film_form=FLAGS.film_form)
         manifest = export_bundle(model, os.path.join(workdir, variant), [str(i) for i in range(10)], representative,

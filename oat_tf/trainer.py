@@ -58,10 +58,12 @@ def last_common_checkpoint(strategy, manager, epochs):
             raise ValueError(f"{path!r} holds epoch {epoch}, beyond this run's {epochs} epochs; "
                              "resume with at least that many epochs or use another run_dir.")
         held[epoch] = 1.0
-    count = tf.function(lambda: strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(held)),
-                                                axis=None))
-    replicas_holding = count().numpy()
-    return int(np.flatnonzero(replicas_holding == strategy.num_replicas_in_sync)[-1])
+
+    @tf.function(autograph=False)  # no Python control flow to convert
+    def replicas_holding():
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(held)), axis=None)
+
+    return int(np.flatnonzero(replicas_holding().numpy() == strategy.num_replicas_in_sync)[-1])
 
 
 def build_run_model(config, num_classes, synchronized_bn=False):
