@@ -36,8 +36,9 @@ FORMATS = ("float32", "float16", "dynamic_int8", "int8")
 # per-sample affine of each norm, residual adds and the softmax. Convolutions (nearly all of the
 # compute) run in int8. Quantizing λ would send λ ≤ 0.002 down the clean route, and int8 FiLM
 # scales cost ~2 pp of top-1 agreement with the float model.
-INT8_FLOAT_OPS = ("ADD", "SUB", "MUL", "MINIMUM", "MAXIMUM", "RELU", "RELU_0_TO_1", "RELU_N1_TO_1", "LEAKY_RELU",
-                  "GREATER", "SELECT_V2", "RESHAPE", "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX")
+INT8_FLOAT_OPS = ("ADD", "SUB", "MUL", "DIV", "MINIMUM", "MAXIMUM", "RELU", "RELU_0_TO_1", "RELU_N1_TO_1",
+                  "LEAKY_RELU", "GREATER", "GREATER_EQUAL", "LESS", "SELECT_V2", "RESHAPE", "EXPAND_DIMS", "GATHER",
+                  "SUM", "SPLIT", "SPLIT_V", "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX")
 COMBINED_FILE = "all_widths_float32.tflite"
 COMBINED_SIZE_LIMIT = 1.1  # × the full-width float32 file
 

@@ -1,10 +1,10 @@
 """Smaller forms of a trained network's λ path for export: the λ encoding folded into FiLM's
-first layer (exact), or FiLM's MLP replaced by a table over λ (with a computed error bound)."""
+first layer (exact), or every norm's batch norm and FiLM replaced by one table over λ (with a
+computed error bound)."""
 
 import numpy as np
 
-from oat_tf.layers.film import FiLM
-from oat_tf.layers.slimming import channels_at
+from oat_tf.layers.slimming import channels_at, width_index
 from oat_tf.models.network import OATNetwork
 
 
@@ -48,10 +48,6 @@ def _code(encoding, lam):
     return hats @ codes
 
 
-def _film_layers(model):
-    return [layer for layer in model._flatten_layers() if isinstance(layer, FiLM)]
-
-
 def _mlp_output(film, code, width):
     """FiLM's MLP output [γ part | β part] at `width` in float64, (N, 2C_α), and its hidden pre-activations."""
     c = channels_at(width, film.channels)
@@ -63,6 +59,17 @@ def _mlp_output(film, code, width):
     return out, pre
 
 
+def _stored(film, output):
+    """What a λ table stores for FiLM: the MLP's output, plus 1 for γ in the identity form, whose γ, β
+    are then affine in it; the reference form's LeakyReLU is applied after the lookup."""
+    return output + np.repeat([1.0, 0.0], output.shape[1] // 2) if film.form == "identity" else output
+
+
+def _activated(film, stored):
+    """γ, β from stored table values (`_stored`), as `FiLM.modulation` makes them."""
+    return np.where(stored > 0, stored, film.negative_slope * stored) if film.form == "reference" else stored
+
+
 def _crossings(points, values):
     """λ where a column of `values` (linear between consecutive `points`) crosses zero."""
     a, b = values[:-1], values[1:]
@@ -71,100 +78,153 @@ def _crossings(points, values):
 
 
 def _table_error(film, width, encoding, knots, table):
-    """Largest |Δγ|, |Δβ| over λ ∈ [0, 1] between `film` at `width` and `table` (its MLP output at
-    `knots`) interpolated linearly. Both are piecewise linear, so the largest error is at a kink of
+    """Largest |Δγ|, |Δβ| over λ ∈ [0, 1] between `film` at `width` and `table` (its `_stored` values
+    at `knots`) interpolated linearly. Both are piecewise linear, so the largest error is at a kink of
     either: the encoding's grid and the knots, each hidden unit's zero crossing between those, and
-    (reference form, whose output passes a LeakyReLU) each output's zero crossing."""
+    (reference form, whose output passes a LeakyReLU) each output's zero crossing, exact or interpolated."""
     grid = np.array([0.0, 1.0]) if encoding.kind == "scalar" else np.asarray(encoding.grid, np.float64)
 
     def exact_and_interpolated(at):
         interpolated = np.stack([np.interp(at, knots, column) for column in table.T], 1)
-        return _mlp_output(film, _code(encoding, at), width)[0], interpolated
+        return _stored(film, _mlp_output(film, _code(encoding, at), width)[0]), interpolated
 
     breaks = np.unique(np.concatenate([grid, knots]))
     breaks = np.unique(np.concatenate([breaks, _crossings(breaks, _mlp_output(film, _code(encoding, breaks), width)[1])]))
-    exact, interpolated = exact_and_interpolated(breaks)
     if film.form == "reference":
-        breaks = np.unique(np.concatenate([breaks, _crossings(breaks, exact), _crossings(breaks, interpolated)]))
-        exact, interpolated = (np.where(v > 0, v, film.negative_slope * v) for v in exact_and_interpolated(breaks))
+        breaks = np.unique(np.concatenate([breaks, *map(lambda v: _crossings(breaks, v), exact_and_interpolated(breaks))]))
+    exact, interpolated = (_activated(film, v) for v in exact_and_interpolated(breaks))
     return float(np.abs(interpolated - exact).max())
 
 
-def tabulate_film(model, points=101):
-    """`model` with every FiLM's MLP replaced by a table of its output at λ on a grid, and the error.
+def _knots(points, lam_grid):
+    """`points` uniform λ in [0, 1] and the training grid's λ."""
+    uniform = np.linspace(0.0, 1.0, int(points))
+    return np.unique(np.concatenate([uniform, [g for g in lam_grid if np.abs(uniform - g).min() > 1e-6]]))
 
-    The λ code is piecewise linear in λ and the MLP's activation is LeakyReLU, so γ(λ) and β(λ) are
-    piecewise linear with kinks where a hidden unit crosses zero. The returned network evaluates them
-    at the `points` uniform λ in [0, 1] (and the training grid's points) and interpolates linearly
-    between them: a onehot code over that grid and FiLM without hidden layer, one (grid × 2C_α)
-    table per width. It is exact at the table's λ; the returned error, the largest |Δγ|, |Δβ| over
-    every FiLM, width and λ ∈ [0, 1], is computed at every kink in float64 (`_table_error`). Only the orthogonal, onehot and scalar encodings are
-    piecewise linear; a model without FiLM is returned as it is with error 0.
+
+def _route_affines(norm, width):
+    """The batch norm's folded (scale, shift) for the clean and the adversarial route, float64 (C_α,) each."""
+    affines = []
+    for adversarial in (False, True):
+        flags = np.array([adversarial]) if norm.dual else None
+        affines.append(tuple(np.asarray(a, np.float64)[0] for a in norm.norm.inference_affine(flags, width)))
+    return affines
+
+
+TABLE_POINT_CHOICES = (11, 21, 26, 41, 51, 61, 81, 101)  # λ steps 0.1 … 0.01
+
+
+def tabulate_network(model, points=101, tolerance=None):
+    """The export form of `model` (`OATNetwork` with `norm_table_knots`) and what each width's table is.
+
+    Every norm at inference is a per-sample affine x·(γs) + (γt + β): its batch norm's folded
+    (s, t) for the sample's route (λ = 0 clean, λ > 0 adversarial) and FiLM's γ(λ), β(λ). With a
+    piecewise-linear λ code and LeakyReLU, FiLM's MLP output is piecewise linear in λ with kinks where
+    a hidden unit crosses zero. The returned network stores, per width, that output for every norm at
+    knots in [0, 1] (uniform, plus the training grid's λ) in one table, interpolates it linearly and
+    applies the form's activation (`film_table`), and the routes' (s, t) in another (`route_table`).
+    It is exact at the knots and off by at most the returned `max_abs_error` in γ, β between them,
+    computed in float64 at every kink (`_table_error`).
+
+    `points` uniform knots at every width, or, with a `tolerance`, per width the fewest of
+    `TABLE_POINT_CHOICES` up to `points` whose error is within it (else `points`). Returns
+    (network, {"points": [per width], "max_abs_error": [per width]}).
     """
     if not model.film:
-        return model, 0.0
-    if not model.film_hidden:
-        raise ValueError("this model's FiLM has no hidden layer already; nothing to tabulate.")
+        raise ValueError("a network without FiLM has no λ path worth a table.")
+    if model.norm_table_knots is not None:
+        raise ValueError("this network is tabulated already.")
     if model.encoding_kind not in PIECEWISE_LINEAR_ENCODINGS:
         raise ValueError(f"the {model.encoding_kind!r} λ encoding is not piecewise linear in λ; cannot tabulate it.")
     if int(points) < 2:
-        raise ValueError(f"a FiLM table needs at least 2 points, got {points}.")
-    uniform = np.linspace(0.0, 1.0, int(points))
-    extra = [g for g in model.lam_grid if np.abs(uniform - g).min() > 1e-6]
-    knots = np.unique(np.concatenate([uniform, extra]))
-    tabulated = OATNetwork.from_config(dict(model.get_config(), encoding="onehot", lam_grid=knots.tolist(),
-                                            film_hidden=False))
-    source = {v.path: np.asarray(v) for v in model.weights}
+        raise ValueError(f"a λ table needs at least 2 points, got {points}.")
+    norms = model.conditional_norms()
+    films = [norm.modulation for norm in norms if norm.modulation is not None]
+    candidates = [p for p in TABLE_POINT_CHOICES if p < points] + [int(points)] if tolerance is not None else [points]
+
+    def error(knots, width):
+        code = _code(model.encoding, knots)
+        return max(_table_error(f, width, model.encoding, knots, _stored(f, _mlp_output(f, code, width)[0]))
+                   for f in films)
+
+    chosen, errors = [], []
+    for width in model.widths:
+        for count in candidates:
+            knots = _knots(count, model.lam_grid)
+            worst = error(knots, width)
+            if tolerance is None or worst <= tolerance:
+                break
+        chosen.append(knots)
+        errors.append(worst)
+    tabulated = OATNetwork.from_config(dict(model.get_config(), norm_table_knots=[k.tolist() for k in chosen]))
     targets = {v.path: v for v in tabulated.weights}
-    for path, variable in targets.items():
-        if path in source and not path.endswith("lam_encoding/codes"):
-            variable.assign(source[path])
-    error = 0.0
-    for film in _film_layers(model):
-        prefix = film.hidden_kernel.path.rsplit("/", 1)[0]
-        kernel = np.zeros(targets[f"{prefix}/linear_kernel"].shape, np.float32)
-        for i, width in enumerate(model.widths):
-            c = channels_at(width, film.channels)
-            table = _mlp_output(film, _code(model.encoding, knots), width)[0].astype(np.float32)
-            kernel[i, :, :c], kernel[i, :, film.channels : film.channels + c] = table[:, :c], table[:, c:]
-            error = max(error, _table_error(film, width, model.encoding, knots, table))
-        targets[f"{prefix}/linear_kernel"].assign(kernel)
-    return tabulated, error
+    for variable in model.weights:
+        if variable.path in targets:  # convolutions and the classifier
+            targets[variable.path].assign(variable)
+    for i, (width, knots) in enumerate(zip(model.widths, chosen)):
+        code = _code(model.encoding, knots)
+        gammas, betas, routes = [], [], []
+        for norm in norms:
+            c = channels_at(width, norm.channels)
+            if norm.modulation is None:  # γ = 1, β = 0 in either form
+                gamma, beta = np.ones((len(knots), c)), np.zeros((len(knots), c))
+            else:
+                values = _stored(norm.modulation, _mlp_output(norm.modulation, code, width)[0])
+                gamma, beta = values[:, :c], values[:, c:]
+            gammas.append(gamma)
+            betas.append(beta)
+            routes.append(_route_affines(norm, width))
+        film = np.concatenate(gammas + betas, 1)
+        clean, adversarial = (np.concatenate([r[k][0] for r in routes] + [r[k][1] for r in routes]) for k in (0, 1))
+        for table, rows, zero_row in ((tabulated.film_table, film, film[0]),
+                                      (tabulated.route_table, np.stack([adversarial] * 2), clean)):
+            table.tables[i].assign(rows.astype(np.float32))
+            table.zero_rows[i].assign(zero_row.astype(np.float32))
+    return tabulated, dict(points=[len(k) for k in chosen], max_abs_error=errors)
 
 
 FILM_TABLE_POINTS = 101  # λ step 0.01: every point of S1 on the grid
 FILM_TABLE_TOLERANCE = 1e-3  # largest |Δγ|, |Δβ| a table may have against the MLP
 
 
-def film_weight_count(model, width=1.0):
-    """Weights FiLM uses at `width`, summed over the network (what a per-width file stores)."""
+def lambda_path_weight_count(model, width=1.0):
+    """Numbers a file at `width` stores for the norms' λ-dependent affines: the table's entries, or
+    FiLM's weights plus the folded batch norms' scale and shift per route."""
+    i = width_index(model.widths, width)
+    if model.film_table is not None:
+        return sum((len(t.knots[i]) + 1) * t.dims[i] for t in (model.film_table, model.route_table))
     total = 0
-    for film in _film_layers(model):
-        c = channels_at(width, film.channels)
-        code_dim = film.hidden_kernel.shape[0] if film.hidden else film.linear_kernel.shape[1]
-        total += code_dim * 2 * c + 2 * c + (2 * c * 2 * c + 2 * c if film.hidden else 0)  # + γ, β layers
+    for norm in model.conditional_norms():
+        c = channels_at(width, norm.channels)
+        total += (4 if norm.dual else 2) * c
+        if norm.modulation is not None:
+            code_dim = norm.modulation.hidden_kernel.shape[0]
+            total += code_dim * 2 * c + 2 * c + 2 * c * 2 * c + 2 * c  # hidden layer, then the γ and β layers
     return total
 
 
 def compact_network(model, table_points=FILM_TABLE_POINTS, tolerance=FILM_TABLE_TOLERANCE):
-    """The network to export and how its FiLM is represented (a dict for the manifest).
+    """The network to export and how its λ path is represented (a dict for the manifest).
 
-    The encoding folded into FiLM's first layer (exact), or, when `table_points` > 0, FiLM as a
-    table over λ (`tabulate_film`) if that holds fewer weights at full width and its error is at
-    most `tolerance`. Tables pay off for wide layers: at C channels a table costs points × 2C
-    weights against the MLP's (2C)², so ResNet-34's FiLM shrinks and a half-width ResNet-20's would
-    grow (the folded MLP is kept there).
+    The encoding folded into FiLM's first layer (exact), or, when `table_points` > 0, the norms as
+    one λ table (`tabulate_network`, per width the fewest points up to `table_points` within
+    `tolerance`) if that holds fewer numbers at full width and is within `tolerance` at every width.
+    Tables pay off for wide layers: at C channels a norm's table costs about points × 2C numbers
+    against the MLP's (2C)², so ResNet-34's λ path shrinks while a small ResNet's may grow.
     """
     folded = fold_lambda_encoding(model)
     if not model.film:
         return folded, None
-    mlp = dict(representation=f"MLP, {model.encoding_kind} λ encoding folded into its first layer (exact)",
-               weights_at_full_width=film_weight_count(folded))
-    if table_points <= 0 or model.encoding_kind not in PIECEWISE_LINEAR_ENCODINGS:
+    mlp = dict(representation=f"FiLM MLP, {model.encoding_kind} λ encoding folded into its first layer (exact)",
+               weights_at_full_width=lambda_path_weight_count(folded))
+    tabulable = (model.encoding_kind in PIECEWISE_LINEAR_ENCODINGS and model.norm_routing == "switch"
+                 and not model.private_share and not model.adapter_share)
+    if table_points <= 0 or not tabulable:
         return folded, mlp
-    tabulated, error = tabulate_film(model, table_points)
-    table = dict(representation=f"table of γ, β at {table_points} uniform λ in [0, 1], linear in between",
-                 max_abs_error=error, weights_at_full_width=film_weight_count(tabulated))
-    if table["weights_at_full_width"] < mlp["weights_at_full_width"] and error <= tolerance:
-        return tabulated, dict(table, instead_of=mlp)
+    tabulated, facts = tabulate_network(model, table_points, tolerance)
+    table = dict(representation="λ tables per width: every FiLM MLP's output at uniform λ in [0, 1] and the "
+                                "training grid, linear in between, and every batch norm's affine per route",
+                 widths=list(model.widths), **facts, weights_at_full_width=lambda_path_weight_count(tabulated))
+    if table["weights_at_full_width"] < mlp["weights_at_full_width"] and max(facts["max_abs_error"]) <= tolerance:
+        return tabulated, dict(table, tolerance=tolerance, instead_of=mlp)
     return folded, dict(mlp, table_not_used=dict(table, tolerance=tolerance))

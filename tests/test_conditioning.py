@@ -8,15 +8,17 @@ import tensorflow as tf
 from oat_tf import build_model
 from oat_tf.config import TrainConfig
 from oat_tf.export import TFLiteModel, convert, representative_dataset, write_saved_model
-from oat_tf.folding import compact_network, film_weight_count, fold_lambda_encoding, tabulate_film
+from oat_tf.folding import (TABLE_POINT_CHOICES, compact_network, fold_lambda_encoding, lambda_path_weight_count,
+                            tabulate_network)
 from oat_tf.lambda_sampling import LambdaSampler, clean_count
-from oat_tf.layers import FiLM, LambdaAdapter, LambdaChannelGate
+from oat_tf.layers import FiLM, LambdaAdapter, LambdaChannelGate, LambdaTable
 from oat_tf.layers.channel_gate import private_masks
+from oat_tf.layers.slimming import channels_at
 from oat_tf.lambdas import S1
 from tests.conftest import images
 
 OPTIONS = [dict(film_form="identity"), dict(shortcut_film=False), dict(private_share=0.25), dict(adapter_share=0.25),
-           dict(norm_routing="blend"), dict(film_hidden=False, encoding="onehot"),
+           dict(norm_routing="blend"),
            dict(film_form="identity", shortcut_film=False, private_share=0.25, adapter_share=0.25)]
 
 
@@ -102,7 +104,7 @@ def _perturbed(model, seed=0):
     """The model with random FiLM outputs and distinct BN_c / BN_a statistics, so λ and its route matter."""
     rng = np.random.default_rng(seed)
     for v in model.weights:
-        if any(name in v.path for name in ("gamma_kernel", "beta_kernel", "linear_kernel")):
+        if any(name in v.path for name in ("gamma_kernel", "beta_kernel")):
             v.assign(rng.normal(0, 0.05, v.shape).astype("float32"))
         if "adapter" in v.path and "up/kernel" in v.path:
             v.assign(rng.normal(0, 0.1, v.shape).astype("float32"))
@@ -144,59 +146,108 @@ def test_folding_the_encoding_into_film_is_exact_and_smaller(rng, options):
     assert fold_lambda_encoding(plain) is plain
 
 
-def _film_deviation(model, other, lam):
-    """Largest |Δγ|, |Δβ| between two networks' FiLM layers over λ and every width."""
-    films = lambda m: [layer for layer in m._flatten_layers() if isinstance(layer, FiLM)]  # noqa: E731
-    worst = 0.0
-    for width in model.widths:
-        for a, b in zip(films(model), films(other), strict=True):
-            for x, y in zip(a.modulation(model.encoding(lam), width), b.modulation(other.encoding(lam), width)):
-                worst = max(worst, float(np.abs(np.asarray(x) - np.asarray(y)).max()))
-    return worst
+def test_lambda_table_interpolates_between_knots_and_reads_its_own_row_at_zero():
+    table = LambdaTable([[0.0, 0.5, 1.0], [0.0, 0.1, 1.0]], dims=[2, 1], widths=(0.5, 1.0))
+    table.build()
+    table.tables[0].assign([[1.0, 2.0], [3.0, 6.0], [5.0, 4.0]])
+    table.zero_rows[0].assign([-1.0, -2.0])
+    table.tables[1].assign([[0.0], [1.0], [10.0]])
+    lam = np.array([0.0, 1e-3, 0.25, 0.5, 0.75, 1.0, 2.0], "float32")
+    np.testing.assert_allclose(table(lam, width=0.5), [[-1, -2], [1.004, 2.008], [2, 4], [3, 6], [4, 5], [5, 4], [5, 4]],
+                               rtol=1e-6)
+    np.testing.assert_allclose(table(np.array([0.05, 0.1, 0.55], "float32"), width=1.0), [[0.5], [1.0], [5.5]],
+                               rtol=1e-6)
+    assert LambdaTable.from_config(table.get_config()).get_config() == table.get_config()
+    with pytest.raises(ValueError, match="rise strictly from 0 to 1"):
+        LambdaTable([[0.0, 0.5, 0.5, 1.0]], dims=[1])
+
+
+def _tabulated_film(tabulated, lam, width):
+    """[γ | β] of every norm, in slot order, as the tabulated network computes them."""
+    values = np.asarray(tabulated.film_table(lam, width=width))
+    return np.where(values > 0, values, 0.01 * values) if tabulated.film_form == "reference" else values
+
+
+def _film_of(model, lam, width):
+    """[γ | β] of every norm of an MLP network in slot order (γ = 1, β = 0 without FiLM)."""
+    code = model.encoding(lam)
+    gammas, betas = [], []
+    for norm in model.conditional_norms():
+        if norm.modulation is None:
+            c = channels_at(width, norm.channels)
+            gamma, beta = np.ones((len(lam), c)), np.zeros((len(lam), c))
+        else:
+            gamma, beta = (np.asarray(t) for t in norm.modulation.modulation(code, width))
+        gammas.append(gamma)
+        betas.append(beta)
+    return np.concatenate(gammas + betas, 1)
 
 
 @pytest.mark.parametrize("form", ["reference", "identity"])
-def test_film_table_is_exact_on_its_grid_and_its_error_bound_is_attained_between(rng, form):
+def test_lambda_table_network_is_exact_at_its_knots_and_its_error_bound_is_attained_between(tmp_path, rng, form):
     model = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25, film_form=form))
-    tabulated, bound = tabulate_film(model, points=21)
+    tabulated, facts = tabulate_network(model, points=21)
     knots = np.linspace(0.0, 1.0, 21)
-    assert tabulated.get_config() == dict(model.get_config(), encoding="onehot", lam_grid=knots.tolist(),
-                                          film_hidden=False)
+    assert facts["points"] == [21] * 3
+    assert tabulated.get_config() == dict(model.get_config(), norm_table_knots=[knots.tolist()] * 3)
+    assert not any("/film/" in v.path or "/bn/" in v.path or "encoding" in v.path for v in tabulated.weights)
     # The bound is computed at every kink of the piecewise-linear γ(λ), β(λ), so a dense λ sweep
-    # stays below it and comes close to it; at the table's λ the two networks agree.
-    dense = _film_deviation(model, tabulated, np.linspace(0.0, 1.0, 4001, dtype="float32"))
-    assert 1e-4 < bound and 0.9 * bound <= dense <= bound + 1e-6, (dense, bound)
-    assert _film_deviation(model, tabulated, knots.astype("float32")) < 1e-5
+    # stays below it and comes close to it; at the knots the two networks agree.
+    dense = np.linspace(0.0, 1.0, 4001, dtype="float32")
+    for width, bound in zip(model.widths, facts["max_abs_error"]):
+        deviation = np.abs(_tabulated_film(tabulated, dense, width) - _film_of(model, dense, width)).max()
+        assert 1e-4 < bound and 0.9 * bound <= deviation <= bound + 1e-6, (width, deviation, bound)
+        on_knots = knots.astype("float32")
+        assert np.abs(_tabulated_film(tabulated, on_knots, width) - _film_of(model, on_knots, width)).max() < 1e-5
     inputs = {"image": images(rng, len(knots)), "lam": knots.astype("float32")}
     for width in model.widths:
         np.testing.assert_allclose(tabulated(inputs, width=width), model(inputs, width=width), atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match="no hidden layer already"):
-        tabulate_film(tabulated)
+    path = tmp_path / "tabulated.keras"
+    tabulated.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(loaded(inputs, width=0.5), tabulated(inputs, width=0.5))
+    with pytest.raises(ValueError, match="tabulated already"):
+        tabulate_network(tabulated)
+    with pytest.raises(ValueError, match="export form"):
+        tabulated(inputs, training=True)
+    with pytest.raises(ValueError, match="can be tabulated"):
+        build_model("resnet8", "oats", width_multiplier=0.25, private_share=0.25, norm_table_knots=[[0, 1]] * 3)
 
 
-def test_export_takes_the_film_table_only_where_it_is_smaller_and_within_tolerance():
+def test_export_takes_the_lambda_table_only_where_it_is_smaller_and_within_tolerance():
     narrow = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25))
     served, film = compact_network(narrow)
-    assert served.film_hidden and film["representation"].startswith("MLP")
-    assert film["table_not_used"]["weights_at_full_width"] > film["weights_at_full_width"]  # 2C < 101 points
+    assert served.film_table is None and film["representation"].startswith("FiLM MLP")
+    table = film["table_not_used"]  # within 1e-3, but only with more points than the MLP's 2C hidden units
+    assert max(table["max_abs_error"]) <= 1e-3 and table["weights_at_full_width"] > film["weights_at_full_width"]
+    served, film = compact_network(narrow, tolerance=1.0)  # the coarsest table is then small enough
+    assert served.film_table is not None and film["points"] == [TABLE_POINT_CHOICES[0]] * 3
     wide = _perturbed(build_model("resnet8", "oats", width_multiplier=2.0), seed=1)
-    _, bound = tabulate_film(wide)
-    served, film = compact_network(wide, tolerance=2 * bound)
-    assert not served.film_hidden and film["max_abs_error"] == bound
-    assert film["weights_at_full_width"] == film_weight_count(served) < film["instead_of"]["weights_at_full_width"]
-    served, film = compact_network(wide, tolerance=bound / 2)
-    assert served.film_hidden and film["table_not_used"]["max_abs_error"] > film["table_not_used"]["tolerance"]
-    assert compact_network(wide, table_points=0)[0].film_hidden
+    _, facts = tabulate_network(wide)
+    tolerance = 2 * max(facts["max_abs_error"])
+    served, film = compact_network(wide, tolerance=tolerance)
+    assert served.film_table is not None and max(film["max_abs_error"]) <= tolerance
+    assert film["weights_at_full_width"] == lambda_path_weight_count(served) < film["instead_of"]["weights_at_full_width"]
+    # Per width the fewest points within the tolerance: one choice fewer is not.
+    for width, points, error in zip(wide.widths, film["points"], film["max_abs_error"]):
+        assert error <= tolerance and points in TABLE_POINT_CHOICES
+        if points > TABLE_POINT_CHOICES[0]:
+            fewer = TABLE_POINT_CHOICES[TABLE_POINT_CHOICES.index(points) - 1]
+            assert tabulate_network(wide, fewer)[1]["max_abs_error"][wide.widths.index(width)] > tolerance
+    served, film = compact_network(wide, tolerance=max(facts["max_abs_error"]) / 2)
+    assert served.film_table is None and max(film["table_not_used"]["max_abs_error"]) > film["table_not_used"]["tolerance"]
+    assert compact_network(wide, table_points=0)[0].film_table is None
 
 
-@pytest.mark.parametrize("options", [OPTIONS[-1], dict(norm_routing="blend"),
-                                     dict(film_form="identity", film_table=True)],
-                         ids=["identity,no-shortcut-film,private,adapters", "blend", "identity,film-table"])
+@pytest.mark.parametrize("options", [OPTIONS[-1], dict(norm_routing="blend"), dict(film_table=True),
+                                     dict(film_form="identity", shortcut_film=False, film_table=True)],
+                         ids=["identity,no-shortcut-film,private,adapters", "blend", "reference,lambda-table",
+                              "identity,no-shortcut-film,lambda-table"])
 def test_options_export_with_parity_and_lambda_routing(tmp_path, rng, options):
     options = dict(options)
     table = options.pop("film_table", False)
     model = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25, **options))
-    model = tabulate_film(model)[0] if table else model
+    model = tabulate_network(model)[0] if table else model
     width = 0.5
     saved = str(tmp_path / "saved_model")
     write_saved_model(model, saved, [width])
@@ -211,11 +262,12 @@ def test_options_export_with_parity_and_lambda_routing(tmp_path, rng, options):
         return  # no route switch at λ > 0 to check: λ moves the norms continuously
     assert np.abs(reference[0.0] - reference[0.001]).max() > 0.05  # the two routes differ
     calibration = representative_dataset(images(rng, 32), S1, count=32)
-    int8 = TFLiteModel(convert(saved, "int8", representative=calibration))
-    for lam, other in ((0.0, 0.001), (0.001, 0.0), (0.01, 0.0), (1.0, 0.0)):
-        out = int8(x, lam)
-        own, wrong = np.abs(out - reference[lam]).mean(), np.abs(out - reference[other]).mean()
-        assert own < wrong, f"int8 λ={lam}: {own:.4f} vs other route {wrong:.4f}"
+    for fmt in ("float16", "dynamic_int8", "int8"):
+        quantized = TFLiteModel(convert(saved, fmt, representative=calibration))
+        for lam, other in ((0.0, 0.001), (0.001, 0.0), (0.01, 0.0), (1.0, 0.0)):
+            out = quantized(x, lam)
+            own, wrong = np.abs(out - reference[lam]).mean(), np.abs(out - reference[other]).mean()
+            assert own < wrong, f"{fmt} λ={lam}: {own:.4f} vs other route {wrong:.4f}"
 
 
 def test_channel_gate_keeps_private_channels_for_each_end():

@@ -6,6 +6,7 @@ from oat_tf.layers.dual_batch_norm import DualBatchNorm
 from oat_tf.layers.lambda_adapter import LambdaAdapter
 from oat_tf.layers.film import FiLM
 from oat_tf.layers.lambda_encoding import ENCODINGS, LambdaEncoding
+from oat_tf.layers.lambda_table import LambdaTable
 from oat_tf.layers.slimmable_conv2d import SlimmableConv2D
 from oat_tf.layers.slimmable_dense import SlimmableDense
 from oat_tf.layers.slimming import channels_at
@@ -18,6 +19,7 @@ __all__ = [
     "ENCODINGS",
     "FiLM",
     "LambdaEncoding",
+    "LambdaTable",
     "SlimmableConv2D",
     "SlimmableDense",
     "channels_at",

@@ -14,13 +14,18 @@ class ConditionalNorm(keras.layers.Layer):
 
     Inputs: x (B, ..., C_α), the λ code (B, D) (unused without FiLM), the per-sample
     adversarial flags (B,) (unused with `dual=False`) and λ (B,) (used only with a
-    `private_share`). Output: the shape of x. `film_form` and `film_hidden` are the FiLM
-    layer's `form` (`reference` or `identity`) and `hidden`; `private_share` > 0 adds a `LambdaChannelGate` g(λ) that
-    keeps that share of the channels for the clean end and as many for the robust end.
+    `private_share`). Output: the shape of x. `film_form` is the FiLM layer's `form` (`reference` or
+    `identity`); `private_share` > 0 adds a `LambdaChannelGate` g(λ) that keeps that share of the
+    channels for the clean end and as many for the robust end.
+
+    With `tabulated=True` (the export form, `oat_tf.folding.tabulate_network`) the unit holds no
+    weights: the network looks up every unit's per-sample affine in one `LambdaTable` and passes
+    the list of (scale, shift) pairs, shaped (B, 1, …, C_α), as `affines`; this unit reads entry
+    `slot`, which the network assigns.
     """
 
     def __init__(self, channels, widths=(1.0,), dual=True, film=True, synchronized=False, film_form="reference",
-                 private_share=0.0, film_hidden=True, **kwargs):
+                 private_share=0.0, tabulated=False, **kwargs):
         super().__init__(**kwargs)
         self.channels = int(channels)
         self.widths = tuple(widths)
@@ -28,19 +33,29 @@ class ConditionalNorm(keras.layers.Layer):
         self.film = bool(film)
         self.synchronized = bool(synchronized)
         self.film_form = film_form
-        self.film_hidden = bool(film_hidden)
         self.private_share = float(private_share)
-        self.norm = DualBatchNorm(channels, widths, dual=dual, synchronized=synchronized, name="bn")
-        self.modulation = FiLM(channels, widths, form=film_form, hidden=film_hidden, name="film") if film else None
+        self.tabulated = bool(tabulated)
+        self.slot = None
+        if self.tabulated and self.private_share:
+            raise ValueError("a tabulated norm has no channel gate: its affine is a table of λ alone.")
+        self.norm = None if tabulated else DualBatchNorm(channels, widths, dual=dual, synchronized=synchronized,
+                                                         name="bn")
+        self.modulation = FiLM(channels, widths, form=film_form, name="film") if film and not tabulated else None
         self.gate = LambdaChannelGate(channels, private_share, widths, name="gate") if private_share else None
 
     def build(self, inputs_shape, code_shape=None, adversarial_shape=None):
         # The inference path calls the sublayers' methods directly, so build them here.
-        self.norm.build(inputs_shape)
+        if self.norm is not None:
+            self.norm.build(inputs_shape)
         if self.modulation is not None:
             self.modulation.build(inputs_shape, code_shape)
 
-    def call(self, inputs, code=None, adversarial=None, width=1.0, training=False, lam=None):
+    def call(self, inputs, code=None, adversarial=None, width=1.0, training=False, lam=None, affines=None):
+        if self.tabulated:
+            if training:
+                raise ValueError("a tabulated network is an export form; train the network it was made from.")
+            scale, shift = affines[self.slot]
+            return inputs * scale + shift
         if training:
             h = self.norm(inputs, adversarial, width=width, training=True)
             h = h if self.modulation is None else self.modulation(h, code, width=width)
@@ -70,7 +85,7 @@ class ConditionalNorm(keras.layers.Layer):
             film=self.film,
             synchronized=self.synchronized,
             film_form=self.film_form,
-            film_hidden=self.film_hidden,
             private_share=self.private_share,
+            tabulated=self.tabulated,
         )
         return config

@@ -6,6 +6,7 @@ from keras import ops
 from oat_tf.layers.slimming import channels_at, validate_widths, width_index
 
 FILM_FORMS = ("reference", "identity")
+FILM_NEGATIVE_SLOPE = 0.01  # LeakyReLU's, as in the reference implementation
 
 
 def _torch_linear_init():
@@ -17,12 +18,8 @@ def _torch_linear_init():
 class FiLM(keras.layers.Layer):
     """out = γ(code) · h + β(code), per sample and channel.
 
-    With `hidden=True` (the paper's) the map from the code is an MLP, Dense(2C) → LeakyReLU →
-    Dense(2C), split into the γ and β parts, whose weights every width shares. With
-    `hidden=False` it is one linear map per width, like the per-width batch norms; on a onehot
-    code over a λ grid that is a table of the MLP's output at the grid points, interpolated
-    linearly in λ (`oat_tf.folding.tabulate_film` builds it from a trained MLP). `form` says
-    how the output becomes γ, β:
+    The map from the code is the paper's MLP, Dense(2C) → LeakyReLU → Dense(2C), split into the
+    γ and β parts, whose weights every width shares. `form` says how the output becomes γ, β:
 
     - `reference` (the OAT paper's code): γ, β = LeakyReLU(MLP(code)), every layer with
       PyTorch's default `Linear` initialization, so γ starts near 0.03 (half the channels
@@ -33,10 +30,10 @@ class FiLM(keras.layers.Layer):
 
     Inputs: features h of shape (B, ..., C_α) and codes of shape (B, D); output has the
     shape of h. At width α the MLP uses the first 2·C_α hidden units and the first C_α
-    outputs of each of γ and β (C_α = ⌊α·C⌋); the per-width map of width α has D × 2C_α weights.
+    outputs of each of γ and β (C_α = ⌊α·C⌋).
     """
 
-    def __init__(self, channels, widths=(1.0,), negative_slope=0.01, form="reference", hidden=True, **kwargs):
+    def __init__(self, channels, widths=(1.0,), negative_slope=FILM_NEGATIVE_SLOPE, form="reference", **kwargs):
         super().__init__(**kwargs)
         if form not in FILM_FORMS:
             raise ValueError(f"unknown FiLM form {form!r}; choose one of {list(FILM_FORMS)}.")
@@ -44,7 +41,6 @@ class FiLM(keras.layers.Layer):
         self.widths = validate_widths(widths)
         self.negative_slope = float(negative_slope)
         self.form = form
-        self.hidden = bool(hidden)
 
     def build(self, features_shape=None, code_shape=None):
         code_dim = int(code_shape[-1])
@@ -59,12 +55,6 @@ class FiLM(keras.layers.Layer):
                                    initializer="zeros" if zero else keras.initializers.RandomUniform(-bound, bound))
             return kernel, bias
 
-        if not self.hidden:
-            # Width i's map: γ in columns [0, C_α) and β in [C, C + C_α) of row i, the rest unused.
-            self.linear_kernel = self.add_weight(name="linear_kernel", shape=(len(self.widths), code_dim, hidden),
-                                                 initializer="zeros" if zero_output else _torch_linear_init())
-            self.linear_bias = self.add_weight(name="linear_bias", shape=(len(self.widths), hidden), initializer="zeros")
-            return
         self.hidden_kernel, self.hidden_bias = dense("hidden", code_dim, hidden)
         self.gamma_kernel, self.gamma_bias = dense("gamma", hidden, self.channels, zero_output)
         self.beta_kernel, self.beta_bias = dense("beta", hidden, self.channels, zero_output)
@@ -78,13 +68,9 @@ class FiLM(keras.layers.Layer):
         return leaky(gamma), leaky(beta)
 
     def mlp_output(self, code, width=1.0):
-        """The γ and β parts of the map's output, shapes (B, C_α), before `form` is applied."""
-        i = width_index(self.widths, width)
+        """The γ and β parts of the MLP's output, shapes (B, C_α), before `form` is applied."""
+        width_index(self.widths, width)  # a clear error for a width this layer does not have
         c = channels_at(width, self.channels)
-        if not self.hidden:
-            kernel, bias, at = self.linear_kernel[i], self.linear_bias[i], self.channels
-            return (ops.matmul(code, kernel[:, :c]) + bias[:c],
-                    ops.matmul(code, kernel[:, at : at + c]) + bias[at : at + c])
         hidden = ops.leaky_relu(ops.matmul(code, self.hidden_kernel[:, : 2 * c]) + self.hidden_bias[: 2 * c],
                                 self.negative_slope)
         gamma = ops.matmul(hidden, self.gamma_kernel[: 2 * c, :c]) + self.gamma_bias[:c]
@@ -102,5 +88,5 @@ class FiLM(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(channels=self.channels, widths=list(self.widths), negative_slope=self.negative_slope,
-                      form=self.form, hidden=self.hidden)
+                      form=self.form)
         return config

@@ -14,8 +14,10 @@ class _ResidualBlock(keras.layers.Layer):
     `norm` holds the ConditionalNorm options (widths, dual, film, synchronized, film_form, private_share);
     `shortcut_film` says whether FiLM also follows the norm of a projection shortcut (basic
     blocks only: a pre-activation shortcut has no norm of its own); `adapter_share` > 0 adds a
-    `LambdaAdapter` of rank max(1, round(share·C_out)) per end to each 3×3 convolution. Every block is called as block(x, code, adversarial, width=α, training=...)
-    with x of shape (B, H, W, C_in,α) and returns (B, H/stride, W/stride, C_out,α).
+    `LambdaAdapter` of rank max(1, round(share·C_out)) per end to each 3×3 convolution. Every block is
+    called as block(x, code, adversarial, width=α, training=..., lam=λ, affines=...) (`affines`: the
+    tabulated network's per-norm (scale, shift) list, see `ConditionalNorm`) with x of shape
+    (B, H, W, C_in,α) and returns (B, H/stride, W/stride, C_out,α).
     """
 
     def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, adapter_share=0.0,
@@ -67,8 +69,8 @@ class BasicBlock(_ResidualBlock):
         film = self.norm_options.get("film", True) and self.shortcut_film
         self.shortcut_norm = self._norm(out_channels, "shortcut_norm", film=film) if self.projects else None
 
-    def call(self, x, code=None, adversarial=None, width=1.0, training=False, lam=None):
-        cond = dict(code=code, adversarial=adversarial, width=width, training=training, lam=lam)
+    def call(self, x, code=None, adversarial=None, width=1.0, training=False, lam=None, affines=None):
+        cond = dict(code=code, adversarial=adversarial, width=width, training=training, lam=lam, affines=affines)
         h = ops.relu(self.norm1(self._conv(0, x, width, lam), **cond))
         h = self.norm2(self._conv(1, h, width, lam), **cond)
         skip = self.shortcut_norm(self.shortcut(x, width=width), **cond) if self.projects else x
@@ -88,8 +90,8 @@ class PreActBlock(_ResidualBlock):
         self.norm1 = self._norm(in_channels, "norm1")
         self.norm2 = self._norm(out_channels, "norm2")
 
-    def call(self, x, code=None, adversarial=None, width=1.0, training=False, lam=None):
-        cond = dict(code=code, adversarial=adversarial, width=width, training=training, lam=lam)
+    def call(self, x, code=None, adversarial=None, width=1.0, training=False, lam=None, affines=None):
+        cond = dict(code=code, adversarial=adversarial, width=width, training=training, lam=lam, affines=affines)
         a = ops.relu(self.norm1(x, **cond))
         skip = self.shortcut(a, width=width) if self.projects else x
         h = ops.relu(self.norm2(self._conv(0, a, width, lam), **cond))

@@ -7,11 +7,12 @@ from keras import ops
 
 from oat_tf.lambdas import S1, validate_grid
 from oat_tf.layers.conditional_norm import ConditionalNorm
-from oat_tf.layers.film import FILM_FORMS
+from oat_tf.layers.film import FILM_FORMS, FILM_NEGATIVE_SLOPE
 from oat_tf.layers.lambda_encoding import LambdaEncoding
+from oat_tf.layers.lambda_table import LambdaTable
 from oat_tf.layers.slimmable_conv2d import SlimmableConv2D
 from oat_tf.layers.slimmable_dense import SlimmableDense
-from oat_tf.layers.slimming import validate_widths, width_index
+from oat_tf.layers.slimming import channels_at, validate_widths, width_index
 from oat_tf.models.blocks import BLOCKS
 
 NORM_ROUTINGS = ("switch", "blend")  # how λ picks between BN_c and BN_a
@@ -41,9 +42,15 @@ class OATNetwork(keras.Model):
     `adapter_share` (a `LambdaAdapter` of rank ≈ share·C per end on every 3×3 convolution
     of the blocks; 0: none) and `norm_routing` (`switch`, the paper's: every λ > 0 takes
     BN_a; `blend`: λ weighs the two, (1 − λ)·BN_c + λ·BN_a, the same at λ = 0 and 1 and an
-    interpolation of the two norms between them) and `film_hidden` (True: FiLM's MLP; False: one
-    linear map per width from the code, the form `oat_tf.folding.tabulate_film` exports). `block`, `stem_channels` and `stages` ((channels, blocks, stride) per stage)
-    describe the architecture.
+    interpolation of the two norms between them). `block`, `stem_channels` and `stages`
+    ((channels, blocks, stride) per stage) describe the architecture.
+
+    `norm_table_knots` (one knot list per width, or None) makes the export form that
+    `oat_tf.folding.tabulate_network` fills: every norm's per-sample affine, which depends on λ
+    alone, is computed once at the top of the network from two `LambdaTable`s, every FiLM's MLP output
+    at the knots (`film_table`) and every batch norm's folded (scale, shift) per route
+    (`route_table`), so each norm costs a multiply and an add. It has no encoding, FiLM or batch-norm
+    weights and cannot train.
     """
 
     def __init__(
@@ -66,7 +73,7 @@ class OATNetwork(keras.Model):
         private_share=0.0,
         adapter_share=0.0,
         norm_routing="switch",
-        film_hidden=True,
+        norm_table_knots=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -87,20 +94,25 @@ class OATNetwork(keras.Model):
         self.encoding_kind, self.encoding_dim, self.encoding_seed = encoding, int(encoding_dim), int(encoding_seed)
         self.lam_grid = validate_grid(lam_grid)
         self.synchronized_bn = bool(synchronized_bn)
-        self.film_form, self.shortcut_film, self.film_hidden = film_form, bool(shortcut_film), bool(film_hidden)
+        self.film_form, self.shortcut_film = film_form, bool(shortcut_film)
         self.private_share = float(private_share)
         if not 0.0 <= self.private_share <= 0.5:
             raise ValueError(f"private_share must lie in [0, 0.5], got {private_share}.")
         self.adapter_share = float(adapter_share)
         if not 0.0 <= self.adapter_share <= 1.0:
             raise ValueError(f"adapter_share must lie in [0, 1], got {adapter_share}.")
+        self.norm_table_knots = None if norm_table_knots is None else [[float(t) for t in k] for k in norm_table_knots]
+        tabulated = self.norm_table_knots is not None
+        if tabulated and (self.private_share or self.adapter_share or norm_routing != "switch"):
+            raise ValueError("only norms whose affine depends on λ alone can be tabulated: no private_share, "
+                             "adapter_share or blended routing.")
 
         norm = dict(widths=self.widths, dual=self.dual_bn, film=self.film, synchronized=self.synchronized_bn,
-                    film_form=film_form, private_share=self.private_share, film_hidden=self.film_hidden)
+                    film_form=film_form, private_share=self.private_share, tabulated=tabulated)
         preact = block == "preact"
         self.encoding = (
             LambdaEncoding(encoding, encoding_dim, self.lam_grid, encoding_seed, name="lam_encoding")
-            if self.film
+            if self.film and not tabulated
             else None
         )
         self.stem = SlimmableConv2D(self.stem_channels, 3, 1, self.widths, name="stem")
@@ -116,12 +128,37 @@ class OATNetwork(keras.Model):
                 channels = out_channels
         self.final_norm = ConditionalNorm(channels, name="final_norm", **norm) if preact else None
         self.classifier = SlimmableDense(self.num_classes, self.widths, name="classifier")
+        self.film_table = self.route_table = None
+        if tabulated:
+            norms = self.conditional_norms()
+            for slot, norm_layer in enumerate(norms):
+                norm_layer.slot = slot
+            # Per width: [γ of every norm | β of every norm], and [scale of every norm | shift of every norm].
+            dims = [2 * sum(channels_at(w, n.channels) for n in norms) for w in self.widths]
+            self.film_table = LambdaTable(self.norm_table_knots, dims, self.widths, name="film_table")
+            self.route_table = LambdaTable([[0.0, 1.0]] * len(self.widths), dims, self.widths, name="route_table")
         self.build()
 
     @property
     def conditioned(self):
         """Whether the output depends on λ (FiLM, dual BN, private channels or adapters)."""
         return self.film or self.dual_bn or self.private_share > 0 or self.adapter_share > 0
+
+    def conditional_norms(self):
+        """Every `ConditionalNorm` of the network, in a fixed order (a tabulated network's slots)."""
+        return [layer for layer in self._flatten_layers() if isinstance(layer, ConditionalNorm)]
+
+    def _tabulated_affines(self, lam, width):
+        """Each norm's (scale, shift), shapes (B, 1, 1, C_α), from one lookup in each λ table."""
+        film = self.film_table(lam, width=width)
+        if self.film_form == "reference":
+            film = ops.leaky_relu(film, FILM_NEGATIVE_SLOPE)
+        gamma, beta = ops.split(film, 2, axis=-1)
+        route_scale, route_shift = ops.split(self.route_table(lam, width=width), 2, axis=-1)
+        sizes = np.cumsum([channels_at(width, n.channels) for n in self.conditional_norms()])[:-1].tolist()
+        scale, shift = (ops.split(ops.reshape(v, (-1, 1, 1, v.shape[-1])), sizes, axis=-1)
+                        for v in (gamma * route_scale, gamma * route_shift + beta))
+        return list(zip(scale, shift))
 
     def build(self, input_shape=None):
         if self.built:
@@ -173,12 +210,14 @@ class OATNetwork(keras.Model):
     def call(self, inputs, width=None, training=False):
         width = self.widths[-1] if width is None else self.widths[width_index(self.widths, width)]
         image, lam = self.prepare_inputs(inputs)
+        tabulated = self.film_table is not None
         cond = dict(
-            code=self.encoding(lam) if self.film else None,
-            adversarial=(lam if self.norm_routing == "blend" else lam > 0) if self.dual_bn else None,
+            code=self.encoding(lam) if self.encoding is not None else None,
+            adversarial=(lam if self.norm_routing == "blend" else lam > 0) if self.dual_bn and not tabulated else None,
             width=width,
             training=training,
             lam=lam,
+            affines=self._tabulated_affines(lam, width) if tabulated else None,
         )
         x = self.stem(image, width=width)
         if self.stem_norm is not None:
@@ -211,6 +250,6 @@ class OATNetwork(keras.Model):
             private_share=self.private_share,
             adapter_share=self.adapter_share,
             norm_routing=self.norm_routing,
-            film_hidden=self.film_hidden,
+            norm_table_knots=self.norm_table_knots,
         )
         return config
