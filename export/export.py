@@ -26,8 +26,8 @@ flags.DEFINE_integer("robust_examples", 500, "Test images (the first of eval_exa
 flags.DEFINE_string("eval_attack", "pgd20", "Attack crafted on the float model for RA.")
 flags.DEFINE_list("eval_lambdas", None, "λ values in the table (default: the training grid).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing bundle (only once the new one is complete).")
-flags.DEFINE_integer("film_table_points", 101, "λ points of the FiLM table used when it is smaller than FiLM's "
-                     "MLP and within 1e-3 of it (0: always keep the MLP).", lower_bound=0)
+flags.DEFINE_integer("film_table_points", 101, "Most λ knots of the λ tables, which replace FiLM's MLP when they "
+                     "are smaller and within 1e-3 of it at every width (0: always keep the MLP).", lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seed of the data subsets and attack starts.")
 
 

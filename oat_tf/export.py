@@ -10,13 +10,13 @@ A bundle directory holds, for every exported width α:
 `image` is (batch, S, S, 3) float32 RGB in [0, 1], `lam` is (batch,) float32; the batch
 size is dynamic. λ is clamped to [0, 1] inside the graph (NaN counts as 0), λ = 0 selects
 the clean batch norm and λ > 0 the adversarial one, and λ between grid points uses the
-interpolated encoding. Every file holds FiLM in its smaller exact-enough form
-(`oat_tf.folding.compact_network`): the MLP with the orthogonal λ encoding folded into its first
-layer (exact), or, for wide networks, a table of γ, β over λ ∈ [0, 1] in steps of 0.01 with linear
-interpolation (exact on that grid, within the manifest's `film.max_abs_error` ≤ 1e-3 elsewhere).
-In int8 files the convolutions are int8 while the λ path (route, encoding, FiLM) and the
-per-sample affines stay float32 (`INT8_FLOAT_OPS`), so quantization cannot move a sample to
-the other route.
+interpolated encoding. Every file holds the λ path in its smaller exact-enough form
+(`oat_tf.folding.compact_network`): FiLM's MLP with the orthogonal λ encoding folded into its first
+layer (exact), or, for wide networks, λ tables read once per call at the top of the graph (per
+width the fewest uniform λ knots, plus the training grid, whose linear interpolation is within the
+manifest's `film.max_abs_error` ≤ 1e-3 of γ, β; exact at the knots). In int8 files the
+convolutions are int8 while the λ path (route, encoding, FiLM or tables) and the per-sample
+affines stay float32 (`INT8_FLOAT_OPS`), so quantization cannot move a sample to the other route.
 """
 
 import json
@@ -32,7 +32,7 @@ from oat_tf.folding import FILM_TABLE_POINTS, compact_network
 from oat_tf.provenance import file_sha256
 
 FORMATS = ("float32", "float16", "dynamic_int8", "int8")
-# In "int8" these ops stay float32: the λ path (clamp, route test, encoding, FiLM MLPs), the
+# In "int8" these ops stay float32: the λ path (clamp, route test, encoding, FiLM MLPs or λ tables), the
 # per-sample affine of each norm, residual adds and the softmax. Convolutions (nearly all of the
 # compute) run in int8. Quantizing λ would send λ ≤ 0.002 down the clean route, and int8 FiLM
 # scales cost ~2 pp of top-1 agreement with the float model.
@@ -191,7 +191,8 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
 
     `representative`: see `representative_dataset` (needed for "int8"). `evaluation`: a callable
     (model, bundle root, files) → rows of {width, lambda, format, sa, ra, agreement, ...}
-    (see `bundle_evaluation`), or None. `film_table_points`: see `compact_network` (0: keep the MLP).
+    (see `bundle_evaluation`), or None. `film_table_points`: the most knots a λ table may have (see
+    `compact_network`; 0: keep the MLP).
     Everything is written to a hidden staging directory next to `out_dir` and renamed at the end,
     so an interrupted export leaves no bundle that looks complete.
     """
