@@ -5,7 +5,8 @@
 
 Routes, each from the same float32 file of one width (the exporter's compact network):
 - `converter`: the TFLite converter's full int8 with the λ path and the per-sample affines kept
-  float32 by an op deny-list (the bundle's `int8` format today);
+  float32 by an op deny-list (the bundle's `int8` format, from the same network with its FiLM table,
+  if it has one, in int8 codes);
 - `aeq_conv`: ai-edge-quantizer, convolutions static int8 (int8 weights and activations), every
   other op float32;
 - `aeq_conv_fc_weights`: the same, and every FULLY_CONNECTED (FiLM, classifier) with int8
@@ -56,7 +57,7 @@ def main(argv):
     del argv
     from oat_tf.config import flag_numbers
     from oat_tf.data import load_split
-    from oat_tf.export import TFLiteModel, convert, representative_dataset, write_saved_model
+    from oat_tf.export import TFLiteModel, convert, int8_network, representative_dataset, write_saved_model
     from oat_tf.folding import compact_network
     from oat_tf.provenance import provenance, write_json
     from oat_tf.trainer import load_run
@@ -74,8 +75,13 @@ def main(argv):
     workdir = tempfile.mkdtemp(prefix="int8-routes-")
     saved_model = os.path.join(workdir, "saved_model")
     write_saved_model(served, saved_model, [FLAGS.width])
+    int8_served, int8_film = int8_network(served, film)
+    int8_saved_model = saved_model
+    if int8_served is not served:
+        int8_saved_model = os.path.join(workdir, "int8_saved_model")
+        write_saved_model(int8_served, int8_saved_model, [FLAGS.width])
     files = {"float32": convert(saved_model, "float32"),
-             "converter": convert(saved_model, "int8", representative=representative)}
+             "converter": convert(int8_saved_model, "int8", representative=representative)}
     float_path = os.path.join(workdir, "float32.tflite")
     with open(float_path, "wb") as f:
         f.write(files["float32"])
@@ -104,7 +110,8 @@ def main(argv):
         print(json.dumps(rows[-1]))
     result = provenance(benchmark="int8_routes", source_run=FLAGS.checkpoint, model=config.model,
                         width_multiplier=config.width_multiplier, variant=config.variant, width=FLAGS.width,
-                        film=film, examples=FLAGS.examples, data=f"{config.dataset} test split, first {FLAGS.examples}",
+                        film=film if int8_film is None else dict(film, int8_file=int8_film), examples=FLAGS.examples,
+                        data=f"{config.dataset} test split, first {FLAGS.examples}",
                         runs=FLAGS.runs, results=rows)
     if FLAGS.out:
         write_json(FLAGS.out, result)

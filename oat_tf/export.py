@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from oat_tf.folding import FILM_TABLE_POINTS, compact_network
+from oat_tf.folding import FILM_TABLE_POINTS, compact_network, store_film_table_int8
 from oat_tf.provenance import file_sha256
 
 FORMATS = ("float32", "float16", "dynamic_int8", "int8")
@@ -162,6 +162,19 @@ def representative_dataset(images, lam_grid, count=200, seed=0):
     return generate
 
 
+def int8_network(served, film):
+    """The network the int8 file is converted from, and what changes for it (None: nothing).
+
+    The int8 file keeps its λ path float32 (`INT8_FLOAT_OPS`), which would keep a λ table float32
+    too; int8 codes with a scale and offset per column hold it in a quarter of the bytes, adding at
+    most their rounding to the table's error in γ, β (`oat_tf.folding.store_film_table_int8`)."""
+    if served.film_table is None:
+        return served, None
+    stored, rounding = store_film_table_int8(served)
+    return stored, dict(film_table="int8 codes with a float32 scale and offset per column",
+                        max_abs_error=[e + rounding for e in film["max_abs_error"]])
+
+
 def _check_output_dir(out_dir, overwrite):
     parent = os.path.dirname(os.path.abspath(out_dir))
     if os.path.exists(out_dir) and not overwrite:
@@ -206,6 +219,8 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
         raise ValueError(f"{len(class_names)} class names for a model with {model.num_classes} outputs.")
     parent = _check_output_dir(out_dir, overwrite)
     served, film = compact_network(model, film_table_points)
+    int8_served, int8_film = int8_network(served, film) if "int8" in formats else (served, None)
+    film = film if int8_film is None else dict(film, int8_file=int8_film)
     staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
     try:
         files = []
@@ -215,9 +230,15 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
             write_saved_model(served, saved_model, [width])
             files.append(dict(width=width, format="saved_model", path=os.path.relpath(saved_model, staging)))
             for fmt in formats:
+                source = saved_model
+                if fmt == "int8" and int8_served is not served:
+                    source = os.path.join(staging, ".int8_saved_model")
+                    write_saved_model(int8_served, source, [width])
                 path = os.path.join(directory, f"model_{fmt}.tflite")
                 with open(path, "wb") as f:
-                    f.write(convert(saved_model, fmt, representative=representative))
+                    f.write(convert(source, fmt, representative=representative))
+                if source != saved_model:
+                    shutil.rmtree(source)
                 files.append(dict(width=width, format=fmt, path=os.path.relpath(path, staging)))
         combined = _combined_file(served, staging, widths) if len(widths) > 1 else None
         for entry in files:

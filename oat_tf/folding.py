@@ -118,7 +118,8 @@ def tabulate_network(model, points=101, tolerance=None):
     """The export form of `model` (`OATNetwork` with `norm_table_knots`) and what each width's table is.
 
     Every norm at inference is a per-sample affine x·(γs) + (γt + β): its batch norm's folded
-    (s, t) for the sample's route (λ = 0 clean, λ > 0 adversarial) and FiLM's γ(λ), β(λ). With a
+    (s, t) for the sample's route (λ = 0 clean, λ > 0 adversarial; with `blend` routing the
+    interpolation (1 − λ)·clean + λ·adversarial) and FiLM's γ(λ), β(λ). With a
     piecewise-linear λ code and LeakyReLU, FiLM's MLP output is piecewise linear in λ with kinks where
     a hidden unit crosses zero. The returned network stores, per width, that output for every norm at
     knots in [0, 1] (uniform, plus the training grid's λ) in one table, interpolates it linearly and
@@ -176,11 +177,39 @@ def tabulate_network(model, points=101, tolerance=None):
             routes.append(_route_affines(norm, width))
         film = np.concatenate(gammas + betas, 1)
         clean, adversarial = (np.concatenate([r[k][0] for r in routes] + [r[k][1] for r in routes]) for k in (0, 1))
-        for table, rows, zero_row in ((tabulated.film_table, film, film[0]),
-                                      (tabulated.route_table, np.stack([adversarial] * 2), clean)):
+        # Route table rows at λ = 0 and 1: `switch` takes BN_a for every λ > 0, `blend` interpolates.
+        route_rows = np.stack([clean if model.norm_routing == "blend" else adversarial, adversarial])
+        for table, rows, zero_row in ((tabulated.film_table, film, film[0]), (tabulated.route_table, route_rows, clean)):
             table.tables[i].assign(rows.astype(np.float32))
             table.zero_rows[i].assign(zero_row.astype(np.float32))
     return tabulated, dict(points=[len(k) for k in chosen], max_abs_error=errors)
+
+
+def store_film_table_int8(tabulated):
+    """`tabulated` with its FiLM table stored as int8 codes with a float scale and offset per column
+    (`LambdaTable(storage="int8")`), and the largest change this makes to a table entry, the same
+    bound for γ, β (interpolation and the form's LeakyReLU do not enlarge it)."""
+    if tabulated.film_table is None:
+        raise ValueError("only a tabulated network (see tabulate_network) has a FiLM table to store in int8.")
+    stored = OATNetwork.from_config(dict(tabulated.get_config(), film_table_storage="int8"))
+    film_tables = {v.path for v in tabulated.film_table.tables}
+    targets = {v.path: v for v in stored.weights}
+    for variable in tabulated.weights:
+        if variable.path not in film_tables:
+            targets[variable.path].assign(variable)
+    error = 0.0
+    for i, table in enumerate(tabulated.film_table.tables):
+        values = np.asarray(table, np.float64)
+        low, high = values.min(0), values.max(0)
+        scale = np.where(high > low, (high - low) / 255.0, 1.0)
+        codes = np.clip(np.round((values - low) / scale) - 128.0, -128, 127)
+        offset = low + 128.0 * scale
+        stored.film_table.tables[i].assign(codes.astype(np.int8))
+        stored.film_table.column_scales[i].assign(scale.astype(np.float32))
+        stored.film_table.column_offsets[i].assign(offset.astype(np.float32))
+        decoded = codes * scale.astype(np.float32) + offset.astype(np.float32)
+        error = max(error, float(np.abs(decoded - values).max()))
+    return stored, error
 
 
 FILM_TABLE_POINTS = 101  # λ step 0.01: every point of S1 on the grid
@@ -217,8 +246,7 @@ def compact_network(model, table_points=FILM_TABLE_POINTS, tolerance=FILM_TABLE_
         return folded, None
     mlp = dict(representation=f"FiLM MLP, {model.encoding_kind} λ encoding folded into its first layer (exact)",
                weights_at_full_width=lambda_path_weight_count(folded))
-    tabulable = (model.encoding_kind in PIECEWISE_LINEAR_ENCODINGS and model.norm_routing == "switch"
-                 and not model.private_share and not model.adapter_share)
+    tabulable = model.encoding_kind in PIECEWISE_LINEAR_ENCODINGS and not model.private_share and not model.adapter_share
     if table_points <= 0 or not tabulable:
         return folded, mlp
     tabulated, facts = tabulate_network(model, table_points, tolerance)

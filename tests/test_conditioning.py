@@ -9,7 +9,7 @@ from oat_tf import build_model
 from oat_tf.config import TrainConfig
 from oat_tf.export import TFLiteModel, convert, representative_dataset, write_saved_model
 from oat_tf.folding import (TABLE_POINT_CHOICES, compact_network, fold_lambda_encoding, lambda_path_weight_count,
-                            tabulate_network)
+                            store_film_table_int8, tabulate_network)
 from oat_tf.lambda_sampling import LambdaSampler, clean_count
 from oat_tf.layers import FiLM, LambdaAdapter, LambdaChannelGate, LambdaTable
 from oat_tf.layers.channel_gate import private_masks
@@ -160,6 +160,8 @@ def test_lambda_table_interpolates_between_knots_and_reads_its_own_row_at_zero()
     assert LambdaTable.from_config(table.get_config()).get_config() == table.get_config()
     with pytest.raises(ValueError, match="rise strictly from 0 to 1"):
         LambdaTable([[0.0, 0.5, 0.5, 1.0]], dims=[1])
+    with pytest.raises(ValueError, match="unknown table storage"):
+        LambdaTable([[0.0, 1.0]], dims=[1], storage="int4")
 
 
 def _tabulated_film(tabulated, lam, width):
@@ -183,9 +185,10 @@ def _film_of(model, lam, width):
     return np.concatenate(gammas + betas, 1)
 
 
-@pytest.mark.parametrize("form", ["reference", "identity"])
-def test_lambda_table_network_is_exact_at_its_knots_and_its_error_bound_is_attained_between(tmp_path, rng, form):
-    model = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25, film_form=form))
+@pytest.mark.parametrize("form,routing", [("reference", "switch"), ("identity", "blend")])
+def test_lambda_table_network_is_exact_at_its_knots_and_its_error_bound_is_attained_between(tmp_path, rng, form,
+                                                                                              routing):
+    model = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25, film_form=form, norm_routing=routing))
     tabulated, facts = tabulate_network(model, points=21)
     knots = np.linspace(0.0, 1.0, 21)
     assert facts["points"] == [21] * 3
@@ -202,6 +205,14 @@ def test_lambda_table_network_is_exact_at_its_knots_and_its_error_bound_is_attai
     inputs = {"image": images(rng, len(knots)), "lam": knots.astype("float32")}
     for width in model.widths:
         np.testing.assert_allclose(tabulated(inputs, width=width), model(inputs, width=width), atol=1e-5, rtol=0)
+    # int8 codes per column: a quarter of the table's bytes, off by at most the returned bound.
+    stored, error = store_film_table_int8(tabulated)
+    assert stored.get_config() == dict(tabulated.get_config(), film_table_storage="int8")
+    spans = max(float(np.ptp(np.asarray(t), 0).max()) for t in tabulated.film_table.tables)
+    assert 0 < error <= spans / 510 + 1e-7
+    deviation = max(np.abs(_tabulated_film(stored, dense, w) - _tabulated_film(tabulated, dense, w)).max()
+                    for w in model.widths)
+    assert 0.2 * error < deviation <= error + 1e-6, (deviation, error)
     path = tmp_path / "tabulated.keras"
     tabulated.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
@@ -240,14 +251,15 @@ def test_export_takes_the_lambda_table_only_where_it_is_smaller_and_within_toler
 
 
 @pytest.mark.parametrize("options", [OPTIONS[-1], dict(norm_routing="blend"), dict(film_table=True),
-                                     dict(film_form="identity", shortcut_film=False, film_table=True)],
-                         ids=["identity,no-shortcut-film,private,adapters", "blend", "reference,lambda-table",
-                              "identity,no-shortcut-film,lambda-table"])
+                                     dict(film_form="identity", shortcut_film=False, film_table="int8")],
+                         ids=["identity,no-shortcut-film,private,adapters", "blend", "reference,lambda-tables",
+                              "identity,no-shortcut-film,lambda-tables (int8 file: int8 FiLM table)"])
 def test_options_export_with_parity_and_lambda_routing(tmp_path, rng, options):
     options = dict(options)
     table = options.pop("film_table", False)
     model = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25, **options))
     model = tabulate_network(model)[0] if table else model
+    model = store_film_table_int8(model)[0] if table == "int8" else model
     width = 0.5
     saved = str(tmp_path / "saved_model")
     write_saved_model(model, saved, [width])
