@@ -5,8 +5,8 @@
 
 Routes, each from the same float32 file of one width (the exporter's compact network):
 - `converter`: the TFLite converter's full int8 with the λ path and the per-sample affines kept
-  float32 by an op deny-list (the bundle's `int8` format, from the same network with its FiLM table,
-  if it has one, in int8 codes);
+  float32 by an op deny-list (the bundle's `int8` format, from the same network with its λ tables,
+  if it has them, in int8 codes);
 - `aeq_conv`: ai-edge-quantizer, convolutions static int8 (int8 weights and activations), every
   other op float32;
 - `aeq_conv_fc_weights`: the same, and every FULLY_CONNECTED (FiLM, classifier) with int8
@@ -110,7 +110,7 @@ def main(argv):
         print(json.dumps(rows[-1]))
     result = provenance(benchmark="int8_routes", source_run=FLAGS.checkpoint, model=config.model,
                         width_multiplier=config.width_multiplier, variant=config.variant, width=FLAGS.width,
-                        film=film if int8_film is None else dict(film, int8_file=int8_film), examples=FLAGS.examples,
+                        film=film if int8_film is None else dict(film, int8_files=int8_film), examples=FLAGS.examples,
                         data=f"{config.dataset} test split, first {FLAGS.examples}",
                         runs=FLAGS.runs, results=rows)
     if FLAGS.out:

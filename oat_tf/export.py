@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from oat_tf.folding import FILM_TABLE_POINTS, compact_network, store_film_table_int8
+from oat_tf.folding import FILM_TABLE_POINTS, compact_network, store_tables_int8
 from oat_tf.provenance import file_sha256
 
 FORMATS = ("float32", "float16", "dynamic_int8", "int8")
@@ -39,6 +39,7 @@ FORMATS = ("float32", "float16", "dynamic_int8", "int8")
 INT8_FLOAT_OPS = ("ADD", "SUB", "MUL", "DIV", "MINIMUM", "MAXIMUM", "RELU", "RELU_0_TO_1", "RELU_N1_TO_1",
                   "LEAKY_RELU", "GREATER", "GREATER_EQUAL", "LESS", "SELECT_V2", "RESHAPE", "EXPAND_DIMS", "GATHER",
                   "SUM", "SPLIT", "SPLIT_V", "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX")
+INT8_TABLE_FORMATS = ("dynamic_int8", "int8")  # formats converted from the network with int8-coded λ tables
 COMBINED_FILE = "all_widths_float32.tflite"
 COMBINED_SIZE_LIMIT = 1.1  # × the full-width float32 file
 
@@ -163,16 +164,20 @@ def representative_dataset(images, lam_grid, count=200, seed=0):
 
 
 def int8_network(served, film):
-    """The network the int8 file is converted from, and what changes for it (None: nothing).
+    """The network the int8 and dynamic-int8 files are converted from, and what changes for it
+    (None: nothing).
 
-    The int8 file keeps its λ path float32 (`INT8_FLOAT_OPS`), which would keep a λ table float32
-    too; int8 codes with a scale and offset per column hold it in a quarter of the bytes, adding at
-    most their rounding to the table's error in γ, β (`oat_tf.folding.store_film_table_int8`)."""
+    Those files keep the λ path float32 (the full-int8 file by `INT8_FLOAT_OPS`), which would keep
+    the λ tables float32 too, and dynamic-range quantization would give each table a single int8
+    scale, far too coarse for the batch norms' (scale, shift). int8 codes with a scale and offset per
+    column hold a table in a quarter of the bytes, adding at most their rounding to the FiLM table's
+    error in γ, β (`oat_tf.folding.store_tables_int8`)."""
     if served.film_table is None:
         return served, None
-    stored, rounding = store_film_table_int8(served)
-    return stored, dict(film_table="int8 codes with a float32 scale and offset per column",
-                        max_abs_error=[e + rounding for e in film["max_abs_error"]])
+    stored, rounding = store_tables_int8(served)
+    return stored, dict(formats=list(INT8_TABLE_FORMATS), tables="int8 codes with a float32 scale and offset per column",
+                        max_abs_error=[e + rounding["film_table"] for e in film["max_abs_error"]],
+                        route_table_max_abs_error=rounding["route_table"])
 
 
 def _check_output_dir(out_dir, overwrite):
@@ -219,8 +224,8 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
         raise ValueError(f"{len(class_names)} class names for a model with {model.num_classes} outputs.")
     parent = _check_output_dir(out_dir, overwrite)
     served, film = compact_network(model, film_table_points)
-    int8_served, int8_film = int8_network(served, film) if "int8" in formats else (served, None)
-    film = film if int8_film is None else dict(film, int8_file=int8_film)
+    int8_served, int8_film = int8_network(served, film)
+    film = film if int8_film is None else dict(film, int8_files=int8_film)
     staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
     try:
         files = []
@@ -231,7 +236,7 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
             files.append(dict(width=width, format="saved_model", path=os.path.relpath(saved_model, staging)))
             for fmt in formats:
                 source = saved_model
-                if fmt == "int8" and int8_served is not served:
+                if fmt in INT8_TABLE_FORMATS and int8_served is not served:
                     source = os.path.join(staging, ".int8_saved_model")
                     write_saved_model(int8_served, source, [width])
                 path = os.path.join(directory, f"model_{fmt}.tflite")

@@ -185,31 +185,33 @@ def tabulate_network(model, points=101, tolerance=None):
     return tabulated, dict(points=[len(k) for k in chosen], max_abs_error=errors)
 
 
-def store_film_table_int8(tabulated):
-    """`tabulated` with its FiLM table stored as int8 codes with a float scale and offset per column
-    (`LambdaTable(storage="int8")`), and the largest change this makes to a table entry, the same
-    bound for γ, β (interpolation and the form's LeakyReLU do not enlarge it)."""
+def store_tables_int8(tabulated):
+    """`tabulated` with both λ tables stored as int8 codes with a float scale and offset per column
+    (`LambdaTable(storage="int8")`), and the largest change this makes to an entry of each: the
+    FiLM table's is the same bound for γ, β (interpolation and the form's LeakyReLU do not enlarge
+    it); the route table's two values per column become the two end codes, exact up to rounding."""
     if tabulated.film_table is None:
-        raise ValueError("only a tabulated network (see tabulate_network) has a FiLM table to store in int8.")
-    stored = OATNetwork.from_config(dict(tabulated.get_config(), film_table_storage="int8"))
-    film_tables = {v.path for v in tabulated.film_table.tables}
+        raise ValueError("only a tabulated network (see tabulate_network) has λ tables to store in int8.")
+    stored = OATNetwork.from_config(dict(tabulated.get_config(), table_storage="int8"))
+    tables = {v.path for layer in (tabulated.film_table, tabulated.route_table) for v in layer.tables}
     targets = {v.path: v for v in stored.weights}
     for variable in tabulated.weights:
-        if variable.path not in film_tables:
+        if variable.path not in tables:
             targets[variable.path].assign(variable)
-    error = 0.0
-    for i, table in enumerate(tabulated.film_table.tables):
-        values = np.asarray(table, np.float64)
-        low, high = values.min(0), values.max(0)
-        scale = np.where(high > low, (high - low) / 255.0, 1.0)
-        codes = np.clip(np.round((values - low) / scale) - 128.0, -128, 127)
-        offset = low + 128.0 * scale
-        stored.film_table.tables[i].assign(codes.astype(np.int8))
-        stored.film_table.column_scales[i].assign(scale.astype(np.float32))
-        stored.film_table.column_offsets[i].assign(offset.astype(np.float32))
-        decoded = codes * scale.astype(np.float32) + offset.astype(np.float32)
-        error = max(error, float(np.abs(decoded - values).max()))
-    return stored, error
+    errors = {}
+    for source, target in ((tabulated.film_table, stored.film_table), (tabulated.route_table, stored.route_table)):
+        errors[source.name] = 0.0
+        for i, table in enumerate(source.tables):
+            values = np.asarray(table, np.float64)
+            low, high = values.min(0), values.max(0)
+            scale = np.where(high > low, (high - low) / 255.0, 1.0).astype(np.float32)
+            offset = (low + 128.0 * scale).astype(np.float32)
+            codes = np.clip(np.round((values - offset) / scale), -128, 127)
+            target.tables[i].assign(codes.astype(np.int8))
+            target.column_scales[i].assign(scale)
+            target.column_offsets[i].assign(offset)
+            errors[source.name] = max(errors[source.name], float(np.abs(codes * scale + offset - values).max()))
+    return stored, errors
 
 
 FILM_TABLE_POINTS = 101  # λ step 0.01: every point of S1 on the grid

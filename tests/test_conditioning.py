@@ -7,9 +7,9 @@ import tensorflow as tf
 
 from oat_tf import build_model
 from oat_tf.config import TrainConfig
-from oat_tf.export import TFLiteModel, convert, representative_dataset, write_saved_model
+from oat_tf.export import TFLiteModel, convert, export_bundle, representative_dataset, write_saved_model
 from oat_tf.folding import (TABLE_POINT_CHOICES, compact_network, fold_lambda_encoding, lambda_path_weight_count,
-                            store_film_table_int8, tabulate_network)
+                            store_tables_int8, tabulate_network)
 from oat_tf.lambda_sampling import LambdaSampler, clean_count
 from oat_tf.layers import FiLM, LambdaAdapter, LambdaChannelGate, LambdaTable
 from oat_tf.layers.channel_gate import private_masks
@@ -206,13 +206,21 @@ def test_lambda_table_network_is_exact_at_its_knots_and_its_error_bound_is_attai
     for width in model.widths:
         np.testing.assert_allclose(tabulated(inputs, width=width), model(inputs, width=width), atol=1e-5, rtol=0)
     # int8 codes per column: a quarter of the table's bytes, off by at most the returned bound.
-    stored, error = store_film_table_int8(tabulated)
-    assert stored.get_config() == dict(tabulated.get_config(), film_table_storage="int8")
+    stored, errors = store_tables_int8(tabulated)
+    error = errors["film_table"]
+    assert stored.get_config() == dict(tabulated.get_config(), table_storage="int8")
+    assert errors["route_table"] < 1e-5  # two values per column: the two end codes
     spans = max(float(np.ptp(np.asarray(t), 0).max()) for t in tabulated.film_table.tables)
     assert 0 < error <= spans / 510 + 1e-7
     deviation = max(np.abs(_tabulated_film(stored, dense, w) - _tabulated_film(tabulated, dense, w)).max()
                     for w in model.widths)
     assert 0.2 * error < deviation <= error + 1e-6, (deviation, error)
+    saved = str(tmp_path / "saved_model")
+    write_saved_model(tabulated, saved, [0.5])
+    float32 = TFLiteModel(convert(saved, "float32"))
+    for lam in (0.0, 0.001, 0.37, 1.0):
+        np.testing.assert_allclose(float32(inputs["image"], lam), tabulated({"image": inputs["image"], "lam": np.full(
+            len(knots), lam, "float32")}, width=0.5), atol=1e-4, rtol=0)
     path = tmp_path / "tabulated.keras"
     tabulated.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
@@ -250,16 +258,37 @@ def test_export_takes_the_lambda_table_only_where_it_is_smaller_and_within_toler
     assert compact_network(wide, table_points=0)[0].film_table is None
 
 
-@pytest.mark.parametrize("options", [OPTIONS[-1], dict(norm_routing="blend"), dict(film_table=True),
+def test_int8_file_holds_the_lambda_table_in_int8_codes(tmp_path, rng):
+    """A network whose exporter takes λ tables: its int8 file stores the tables as int8 codes, so it is
+    under 0.4× the float32 file (convolutions and tables a quarter each), and the manifest adds their
+    rounding to the table's error."""
+    wide = build_model("resnet8", "oat", width_multiplier=2.0, film_form="identity")  # γ = 1, β = 0: 11 knots suffice
+    for v in wide.weights:
+        if "adversarial" in v.path and "moving_mean" in v.path:
+            v.assign(rng.normal(0, 0.5, v.shape).astype("float32"))
+    calibration = representative_dataset(images(rng, 32), S1, count=32)
+    manifest = export_bundle(wide, str(tmp_path / "bundle"), [str(i) for i in range(10)], calibration,
+                             formats=("float32", "int8"))
+    film = manifest["film"]
+    assert film["representation"].startswith("λ tables")
+    assert all(e <= r <= e + 0.01 for e, r in zip(film["max_abs_error"], film["int8_files"]["max_abs_error"]))
+    size = {f["format"]: f["size_bytes"] for f in manifest["files"]}
+    assert size["int8"] < 0.4 * size["float32"], size
+    table = TFLiteModel(str(tmp_path / "bundle" / "width_1" / "model_int8.tflite")).interpreter.get_tensor_details()
+    assert film["points"] == [TABLE_POINT_CHOICES[0]]
+    assert any(t["dtype"] == np.int8 and t["shape"][0] == TABLE_POINT_CHOICES[0] for t in table)
+
+
+@pytest.mark.parametrize("options", [OPTIONS[-1], dict(norm_routing="blend"), dict(film_form="identity", film_table=True),
                                      dict(film_form="identity", shortcut_film=False, film_table="int8")],
-                         ids=["identity,no-shortcut-film,private,adapters", "blend", "reference,lambda-tables",
-                              "identity,no-shortcut-film,lambda-tables (int8 file: int8 FiLM table)"])
+                         ids=["identity,no-shortcut-film,private,adapters", "blend", "identity,lambda-tables",
+                              "identity,no-shortcut-film,lambda-tables in int8 codes"])
 def test_options_export_with_parity_and_lambda_routing(tmp_path, rng, options):
     options = dict(options)
     table = options.pop("film_table", False)
     model = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25, **options))
     model = tabulate_network(model)[0] if table else model
-    model = store_film_table_int8(model)[0] if table == "int8" else model
+    model = store_tables_int8(model)[0] if table == "int8" else model
     width = 0.5
     saved = str(tmp_path / "saved_model")
     write_saved_model(model, saved, [width])

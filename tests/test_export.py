@@ -79,7 +79,7 @@ def test_manifest_lists_every_file_with_its_hash_and_the_measured_table(bundle):
     if "instead_of" in film:
         assert film["representation"].startswith("λ tables") and max(film["max_abs_error"]) <= film["tolerance"]
         assert 0 < film["weights_at_full_width"] < film["instead_of"]["weights_at_full_width"]
-        rounded = film["int8_file"]["max_abs_error"]  # the int8 file's table in int8 codes adds their rounding
+        rounded = film["int8_files"]["max_abs_error"]  # the int8 files' tables in int8 codes add their rounding
         assert all(a <= b for a, b in zip(film["max_abs_error"], rounded))
     else:
         assert film["representation"].startswith("FiLM MLP") and "folded" in film["representation"]
@@ -140,8 +140,8 @@ def test_float_files_match_keras_at_grid_and_off_grid_lambdas(bundle, model, ser
     np.testing.assert_allclose(float32(images, mixed), _keras_logits(served, images, mixed, width), atol=1e-4, rtol=0)
 
 
-def test_full_int8_agrees_with_the_float_model_on_real_images(bundle, model, cifar10):
-    """Top-1 agreement of the int8 file with the float model on 1,000 real test images.
+def test_int8_files_agree_with_the_float_model_on_real_images(bundle, model, cifar10):
+    """Top-1 agreement of the full-int8 and dynamic-int8 files with the float model on 1,000 real test images.
 
     This briefly trained model (SA 35–43 %) has many decisions that are near-ties, which any
     rounding flips, so the 97 % bar is applied to the images with a decision
@@ -149,15 +149,15 @@ def test_full_int8_agrees_with_the_float_model_on_real_images(bundle, model, cif
     (measured 97.5–98.4 %, five standard errors above). A longer-trained model's agreement is in
     `results/bench/int8_routes_*.json`."""
     images = cifar10["test"][0][:1000]
-    for width in WIDTHS:
-        quantized = TFLiteModel(_file(bundle, width, "int8"))
+    for width, fmt in [(w, f) for w in WIDTHS for f in ("int8", "dynamic_int8")]:
+        quantized = TFLiteModel(_file(bundle, width, fmt))
         for lam in (0.0, 0.2, 1.0):
             logits = _keras_logits(model, images, np.full(1000, lam), width)
             top2 = np.sort(logits, 1)[:, -2:]
             decided = (top2[:, 1] - top2[:, 0]) > np.median(top2[:, 1] - top2[:, 0])
             agree = np.argmax(quantized(images, lam), 1) == np.argmax(logits, 1)
             assert agree[decided].mean() >= 0.97 and agree.mean() >= 0.95, (
-                f"width {width} λ={lam}: agreement {agree[decided].mean():.3f} (decided), {agree.mean():.3f} (all)")
+                f"{fmt} width {width} λ={lam}: agreement {agree[decided].mean():.3f} (decided), {agree.mean():.3f} (all)")
 
 
 def test_every_format_routes_lambda_zero_clean_and_small_lambdas_adversarial(bundle, model, cifar10):

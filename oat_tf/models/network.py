@@ -50,7 +50,7 @@ class OATNetwork(keras.Model):
     alone, is computed once at the top of the network from two `LambdaTable`s, every FiLM's MLP output
     at the knots (`film_table`) and every batch norm's folded (scale, shift) per route
     (`route_table`), so each norm costs a multiply and an add. It has no encoding, FiLM or batch-norm
-    weights and cannot train. `film_table_storage` is the FiLM table's `LambdaTable` storage.
+    weights and cannot train. `table_storage` is the two tables' `LambdaTable` storage.
     """
 
     def __init__(
@@ -74,7 +74,7 @@ class OATNetwork(keras.Model):
         adapter_share=0.0,
         norm_routing="switch",
         norm_table_knots=None,
-        film_table_storage="float32",
+        table_storage="float32",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -103,7 +103,7 @@ class OATNetwork(keras.Model):
         if not 0.0 <= self.adapter_share <= 1.0:
             raise ValueError(f"adapter_share must lie in [0, 1], got {adapter_share}.")
         self.norm_table_knots = None if norm_table_knots is None else [[float(t) for t in k] for k in norm_table_knots]
-        self.film_table_storage = film_table_storage
+        self.table_storage = table_storage
         tabulated = self.norm_table_knots is not None
         if tabulated and (self.private_share or self.adapter_share):
             raise ValueError("only norms whose affine depends on λ alone can be tabulated: no private_share or "
@@ -137,9 +137,9 @@ class OATNetwork(keras.Model):
                 norm_layer.slot = slot
             # Per width: [γ of every norm | β of every norm], and [scale of every norm | shift of every norm].
             dims = [2 * sum(channels_at(w, n.channels) for n in norms) for w in self.widths]
-            self.film_table = LambdaTable(self.norm_table_knots, dims, self.widths, film_table_storage,
-                                          name="film_table")
-            self.route_table = LambdaTable([[0.0, 1.0]] * len(self.widths), dims, self.widths, name="route_table")
+            self.film_table = LambdaTable(self.norm_table_knots, dims, self.widths, table_storage, name="film_table")
+            self.route_table = LambdaTable([[0.0, 1.0]] * len(self.widths), dims, self.widths, table_storage,
+                                           name="route_table")
         self.build()
 
     @property
@@ -254,6 +254,6 @@ class OATNetwork(keras.Model):
             adapter_share=self.adapter_share,
             norm_routing=self.norm_routing,
             norm_table_knots=self.norm_table_knots,
-            film_table_storage=self.film_table_storage,
+            table_storage=self.table_storage,
         )
         return config
