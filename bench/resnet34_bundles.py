@@ -6,7 +6,9 @@ file size and batch-1 LiteRT latency per width and format, as JSON.
 Both networks are exported by `oat_tf.export.export_bundle` (OATS with its compact FiLM, see the
 manifest's `film`) from seeded random weights: size and latency do not depend on training. Every
 file is timed by this package's interpreter loop (`TFLiteModel.latency_ms`) and by LiteRT's own
-`litert-benchmark`, at each thread count, one file after the other; run it on a quiet machine.
+`litert-benchmark`, at each thread count, the plain and the OATS file of a width and format in
+turn for `--rounds` rounds (the median of the rounds' medians is reported, and each round's);
+run it on a quiet machine.
 """
 
 import json
@@ -22,11 +24,14 @@ from oat_tf import ARCHITECTURES
 from oat_tf.export import FORMATS
 
 FLAGS = flags.FLAGS
+VARIANTS = ("slimmable", "oats")  # the plain network first: the reference of each comparison
 flags.DEFINE_enum("model", "resnet34", sorted(ARCHITECTURES), "Zoo network.")
 flags.DEFINE_enum("film_form", "reference", ["reference", "identity"], "OATS's FiLM form.")
 flags.DEFINE_list("formats", list(FORMATS), "TFLite formats.")
 flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts.")
 flags.DEFINE_integer("runs", 100, "Timed invocations per file, tool and thread count (after 20 warm-up runs).",
+                     lower_bound=1)
+flags.DEFINE_integer("rounds", 3, "Rounds of timing, the two networks' files alternating; the median round counts.",
                      lower_bound=1)
 flags.DEFINE_bool("latency", True, "Time the files (sizes only when false).")
 flags.DEFINE_string("workdir", None, "Where the bundles are written (default: a new temporary directory).")
@@ -60,26 +65,40 @@ def main(argv):
             yield {"image": image[None], "lam": np.array([i % 11 / 10], np.float32)}
 
     image, lam = calibration_images[:1], np.array([0.2], np.float32)
-    rows, film = [], None
-    for variant in ("slimmable", "oats"):
+    rows, film = {}, None
+    for variant in VARIANTS:
         keras.utils.set_random_seed(0)
         model = build_model(FLAGS.model, variant, film_form=FLAGS.film_form)
         manifest = export_bundle(model, os.path.join(workdir, variant), [str(i) for i in range(10)], representative,
                                  formats=FLAGS.formats, overwrite=True)
         film = manifest["film"] or film
         for entry in manifest["files"]:
-            if entry["format"] == "saved_model":
-                continue
-            row = dict(variant=variant, width=entry["width"], format=entry["format"], size_bytes=entry["size_bytes"])
-            path = os.path.join(workdir, variant, entry["path"])
-            for threads in (int(t) for t in FLAGS.threads) if FLAGS.latency else ():
-                row[f"interpreter_{threads}_threads"] = TFLiteModel(path, num_threads=threads).latency_ms(
-                    image, lam, FLAGS.runs)
-                row[f"litert_benchmark_{threads}_threads"] = litert_benchmark(path, threads, FLAGS.runs)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            if entry["format"] != "saved_model":
+                rows[variant, entry["width"], entry["format"]] = dict(
+                    variant=variant, width=entry["width"], format=entry["format"], size_bytes=entry["size_bytes"],
+                    path=os.path.join(workdir, variant, entry["path"]))
+    # The two networks' files alternate, `rounds` times, so that drift of the machine's speed falls on both.
+    for width, fmt in sorted({(w, f) for _, w, f in rows}) if FLAGS.latency else ():
+        for threads in (int(t) for t in FLAGS.threads):
+            timings = {variant: dict(interpreter=[], tool=[]) for variant in VARIANTS}
+            for _ in range(FLAGS.rounds):
+                for variant in VARIANTS:
+                    path = rows[variant, width, fmt]["path"]
+                    timings[variant]["interpreter"].append(
+                        TFLiteModel(path, num_threads=threads).latency_ms(image, lam, FLAGS.runs))
+                    timings[variant]["tool"].append(litert_benchmark(path, threads, FLAGS.runs))
+            for variant in VARIANTS:
+                row = rows[variant, width, fmt]
+                for name, key, spread in (("interpreter", "interpreter", "p90_ms"), ("litert_benchmark", "tool", "p95_ms")):
+                    per_round = timings[variant][key]
+                    row[f"{name}_{threads}_threads"] = {
+                        "median_ms": float(np.median([t["median_ms"] for t in per_round])),
+                        spread: float(np.median([t[spread] for t in per_round])),
+                        "round_medians_ms": [t["median_ms"] for t in per_round]}
+            print(json.dumps({k: v for k, v in rows["oats", width, fmt].items() if k != "path"}), flush=True)
+    rows = [{k: v for k, v in row.items() if k != "path"} for row in rows.values()]
     result = provenance(benchmark="bundles_at_scale", model=FLAGS.model, film_form=FLAGS.film_form, weights="random",
-                        batch=1, runs=FLAGS.runs, film=film, results=rows)
+                        batch=1, runs=FLAGS.runs, rounds=FLAGS.rounds, film=film, results=rows)
     if FLAGS.out:
         write_json(FLAGS.out, result)
 
