@@ -19,9 +19,9 @@ class ConditionalNorm(keras.layers.Layer):
     channels for the clean end and as many for the robust end.
 
     With `tabulated=True` (the export form, `oat_tf.folding.tabulate_network`) the unit holds no
-    weights: the network looks up every unit's per-sample affine in one `LambdaTable` and passes
-    the list of (scale, shift) pairs, shaped (B, 1, …, C_α), as `affines`; this unit reads entry
-    `slot`, which the network assigns.
+    weights: the network computes every unit's per-sample affine from its λ tables once per call and
+    passes the list of (scale, shift) pairs, shaped (B, 1, 1, C_α), as `affines`; this unit reads
+    entry `slot`, which the network assigns.
     """
 
     def __init__(self, channels, widths=(1.0,), dual=True, film=True, synchronized=False, film_form="reference",
