@@ -222,6 +222,23 @@ def test_exported_graph_costs_one_multiply_add_per_norm(bundle, model):
     assert norms and len(activation_muls) == len(norms)
 
 
+def test_latency_bench_puts_accuracy_size_and_latency_side_by_side(bundle, tmp_path):
+    root, manifest = bundle
+    out = tmp_path / "latency.json"
+    command = [sys.executable, os.path.join(ROOT, "bench", "tflite_latency.py"), f"--bundle={root}", "--threads=1",
+               "--runs=3", f"--out={out}"]
+    result = run_step("bench/tflite_latency.py", command, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["film"] == manifest["film"] and report["accuracy_method"] == manifest["evaluation"]["method"]
+    assert {(r["width"], r["format"]) for r in report["results"]} == {(w, f) for w in WIDTHS for f in FORMATS}
+    for row in report["results"]:
+        expected = {str(r["lambda"]): {k: r[k] for k in ("sa", "ra", "agreement")}
+                    for r in manifest["evaluation"]["rows"] if r["width"] == row["width"] and r["format"] == row["format"]}
+        assert row["accuracy"] == expected and len(expected) == len(EVAL_LAMBDAS)
+        assert row["median_ms"] > 0 and row["size_bytes"] > 0
+
+
 def test_picker_meets_the_target_or_says_why(bundle):
     manifest = bundle[1]
     rows = manifest["evaluation"]["rows"]
