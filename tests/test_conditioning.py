@@ -14,6 +14,7 @@ from oat_tf.lambda_sampling import LambdaSampler, clean_count
 from oat_tf.layers import FiLM, LambdaAdapter, LambdaChannelGate, LambdaTable
 from oat_tf.layers.channel_gate import private_masks
 from oat_tf.layers.slimming import channels_at
+from oat_tf.models import OATNetwork
 from oat_tf.lambdas import S1
 from tests.conftest import images
 
@@ -231,6 +232,13 @@ def test_lambda_table_network_is_exact_at_its_knots_and_its_error_bound_is_attai
         tabulated(inputs, training=True)
     with pytest.raises(ValueError, match="can be tabulated"):
         build_model("resnet8", "oats", width_multiplier=0.25, private_share=0.25, norm_table_knots=[[0, 1]] * 3)
+
+
+def test_files_from_before_the_lambda_tables_still_load():
+    model = build_model("resnet8", "oats", width_multiplier=0.25)
+    assert OATNetwork.from_config(dict(model.get_config(), film_hidden=True)).get_config() == model.get_config()
+    with pytest.raises(ValueError, match="replaced by λ tables"):
+        OATNetwork.from_config(dict(model.get_config(), film_hidden=False))
 
 
 def test_export_takes_the_lambda_table_only_where_it_is_smaller_and_within_tolerance():

@@ -232,6 +232,16 @@ class OATNetwork(keras.Model):
         x = ops.mean(x, axis=(1, 2))
         return self.classifier(x, width=width)
 
+    @classmethod
+    def from_config(cls, config):
+        # Files saved by commits 743ba95 to 0c88c7a^ name the FiLM MLP, now the only trainable form,
+        # `film_hidden=True`; their `film_hidden=False` export form became the λ tables.
+        config = dict(config)
+        if not config.pop("film_hidden", True):
+            raise ValueError("this file holds FiLM without hidden layer, an export form replaced by λ tables; "
+                             "export the trained network again (oat_tf.folding.compact_network).")
+        return super().from_config(config)
+
     def get_config(self):
         config = super().get_config()
         config.update(
