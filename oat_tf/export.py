@@ -234,17 +234,18 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
             saved_model = os.path.join(directory, "saved_model")
             write_saved_model(served, saved_model, [width])
             files.append(dict(width=width, format="saved_model", path=os.path.relpath(saved_model, staging)))
+            int8_saved_model = saved_model
+            if int8_served is not served and set(formats) & set(INT8_TABLE_FORMATS):
+                int8_saved_model = os.path.join(staging, ".int8_saved_model")  # once per width, for both formats
+                write_saved_model(int8_served, int8_saved_model, [width])
             for fmt in formats:
-                source = saved_model
-                if fmt in INT8_TABLE_FORMATS and int8_served is not served:
-                    source = os.path.join(staging, ".int8_saved_model")
-                    write_saved_model(int8_served, source, [width])
                 path = os.path.join(directory, f"model_{fmt}.tflite")
+                source = int8_saved_model if fmt in INT8_TABLE_FORMATS else saved_model
                 with open(path, "wb") as f:
                     f.write(convert(source, fmt, representative=representative))
-                if source != saved_model:
-                    shutil.rmtree(source)
                 files.append(dict(width=width, format=fmt, path=os.path.relpath(path, staging)))
+            if int8_saved_model != saved_model:
+                shutil.rmtree(int8_saved_model)
         combined = _combined_file(served, staging, widths) if len(widths) > 1 else None
         for entry in files:
             entry.update(_file_facts(os.path.join(staging, entry["path"])))

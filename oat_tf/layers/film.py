@@ -61,21 +61,15 @@ class FiLM(keras.layers.Layer):
 
     def modulation(self, code, width=1.0):
         """γ and β of shape (B, C_α) for codes of shape (B, D)."""
-        gamma, beta = self.mlp_output(code, width)
-        if self.form == "identity":
-            return 1.0 + gamma, beta
-        leaky = lambda t: ops.leaky_relu(t, self.negative_slope)  # noqa: E731
-        return leaky(gamma), leaky(beta)
-
-    def mlp_output(self, code, width=1.0):
-        """The γ and β parts of the MLP's output, shapes (B, C_α), before `form` is applied."""
         width_index(self.widths, width)  # a clear error for a width this layer does not have
         c = channels_at(width, self.channels)
-        hidden = ops.leaky_relu(ops.matmul(code, self.hidden_kernel[:, : 2 * c]) + self.hidden_bias[: 2 * c],
-                                self.negative_slope)
+        leaky = lambda t: ops.leaky_relu(t, self.negative_slope)  # noqa: E731
+        hidden = leaky(ops.matmul(code, self.hidden_kernel[:, : 2 * c]) + self.hidden_bias[: 2 * c])
         gamma = ops.matmul(hidden, self.gamma_kernel[: 2 * c, :c]) + self.gamma_bias[:c]
         beta = ops.matmul(hidden, self.beta_kernel[: 2 * c, :c]) + self.beta_bias[:c]
-        return gamma, beta
+        if self.form == "identity":
+            return 1.0 + gamma, beta
+        return leaky(gamma), leaky(beta)
 
     def call(self, features, code, width=1.0):
         gamma, beta = self.modulation(code, width)
