@@ -102,40 +102,12 @@ def _knots(points, lam_grid):
     return np.unique(np.concatenate([uniform, [g for g in lam_grid if np.abs(uniform - g).min() > 1e-6]]))
 
 
-def _norm_fold(model, norm):
-    """Per-channel (c, d), float64 (C,) each, to fold into the convolution before `norm`: the norm's
-    whole inference affine at full width, (γ·s)·z + (γ·t + β), averaged over λ = 0 and λ = 1, so that
-    c·z + d is normalized per channel as a plain network's convolution output with its batch norm
-    folded in, and what is left at run time is near the identity. Channels whose averaged scale is
-    below 1e-3 of the largest take c = 1/σ̄ of the moving statistics pooled over the routes, d = 0."""
-    full = max(model.widths)
-    (clean_scale, clean_shift), (adversarial_scale, adversarial_shift) = _route_affines(norm, full)
-    c = len(clean_scale)
-    gamma, beta = np.ones((2, c)), np.zeros((2, c))
-    if norm.modulation is not None:
-        code = _code(model.encoding, np.array([0.0, 1.0]))
-        values = _activated(norm.modulation, _stored(norm.modulation, _mlp_output(norm.modulation, code, full)[0]))
-        gamma, beta = values[:, :c], values[:, c:]
-    scale = (gamma[0] * clean_scale + gamma[1] * adversarial_scale) / 2
-    shift = (gamma[0] * clean_shift + beta[0] + gamma[1] * adversarial_shift + beta[1]) / 2
-    params = norm.norm.params[width_index(norm.norm.widths, full)]
-    means, variances = (np.stack([np.asarray(route[k], np.float64) for route in params]) for k in (2, 3))
-    small = np.abs(scale) < 1e-3 * np.abs(scale).max()
-    scale = np.where(small, 1.0 / np.sqrt(variances.mean(0) + means.var(0) + norm.norm.epsilon), scale)
-    return scale, np.where(small, 0.0, shift)
-
-
-def _route_affines(norm, width, fold=None):
-    """The batch norm's folded (scale, shift) for the clean and the adversarial route, float64 (C_α,) each;
-    with a `fold` (c, d) from `_norm_fold`, those of the folded input c·z + d instead."""
+def _route_affines(norm, width):
+    """The batch norm's folded (scale, shift) for the clean and the adversarial route, float64 (C_α,) each."""
     affines = []
     for adversarial in (False, True):
         flags = np.array([adversarial]) if norm.dual else None
-        scale, shift = (np.asarray(a, np.float64)[0] for a in norm.norm.inference_affine(flags, width))
-        if fold is not None:
-            c, d = (v[: len(scale)] for v in fold)
-            scale, shift = scale / c, shift - scale * d / c
-        affines.append((scale, shift))
+        affines.append(tuple(np.asarray(a, np.float64)[0] for a in norm.norm.inference_affine(flags, width)))
     return affines
 
 
@@ -153,12 +125,7 @@ def tabulate_network(model, points=101, tolerance=None):
     knots in [0, 1] (uniform, plus the training grid's λ) in one table, interpolates it linearly and
     applies the form's activation (`film_table`), and the routes' (s, t) in another (`route_table`).
     It is exact at the knots and off by at most the returned `max_abs_error` in γ, β between them,
-    computed in float64 at every kink (`_table_error`). Every convolution that a norm follows holds
-    that norm's average affine as a per-channel scale and bias (`_norm_fold`), and the route table
-    what remains, so the float function is unchanged while each convolution's output is normalized
-    per channel, as a plain network's with its batch norm folded in: an int8 file quantizes it per
-    tensor, which would otherwise give channels of small spread coarse steps (issue 14: +0.33 pp
-    top-1 agreement with the float file, 2.5 standard errors, on 4,000 validation images).
+    computed in float64 at every kink (`_table_error`).
 
     `points` uniform knots at every width, or, with a `tolerance`, per width the fewest of
     `TABLE_POINT_CHOICES` up to `points` whose error is within it (else `points`). Returns
@@ -195,11 +162,6 @@ def tabulate_network(model, points=101, tolerance=None):
     for variable in model.weights:
         if variable.path in targets:  # convolutions and the classifier
             targets[variable.path].assign(variable)
-    folds = {}
-    for (conv, norm), (target, _) in zip(model.normalized_convolutions(), tabulated.normalized_convolutions()):
-        c, d = folds[id(norm)] = _norm_fold(model, norm)
-        target.kernel.assign((np.asarray(conv.kernel, np.float64) * c).astype(np.float32))
-        target.bias.assign(d.astype(np.float32))
     for i, (width, knots) in enumerate(zip(model.widths, chosen)):
         code = _code(model.encoding, knots)
         gammas, betas, routes = [], [], []
@@ -212,7 +174,7 @@ def tabulate_network(model, points=101, tolerance=None):
                 gamma, beta = values[:, :c], values[:, c:]
             gammas.append(gamma)
             betas.append(beta)
-            routes.append(_route_affines(norm, width, folds.get(id(norm))))
+            routes.append(_route_affines(norm, width))
         film = np.concatenate(gammas + betas, 1)
         clean, adversarial = (np.concatenate([r[k][0] for r in routes] + [r[k][1] for r in routes]) for k in (0, 1))
         # Route table rows at λ = 0 and 1: `switch` takes BN_a for every λ > 0, `blend` interpolates.
