@@ -14,8 +14,9 @@ Routes, each from the same float32 file of one width (the exporter's compact net
 Agreement is the top-1 agreement with the float32 file per λ on real test images in a seeded random
 order (the folder copy lists them class by class; until 2026-12-01 this took the first ones, all
 airplanes). Routing checks that λ = 0.001 and 0.01 give outputs nearer the float file's at that λ
-than at λ = 0 (switch routing only: with blended routing λ = 0.001 is 0.1 % of the way from BN_c to BN_a, less than any int8
-file's error, so the comparison would be a coin toss; the JSON's `norm_routing` says which).
+than at λ = 0 (switch routing only: with blended routing λ = 0.001 is 0.1 % of the way from BN_c
+to BN_a, less than any int8 file's error, so the comparison would be a coin toss; the JSON's
+`norm_routing` says which).
 """
 
 import json
