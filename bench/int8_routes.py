@@ -11,9 +11,10 @@ Routes, each from the same float32 file of one width (the exporter's compact net
   other op float32;
 - `aeq_conv_fc_weights`: the same, and every FULLY_CONNECTED (FiLM, classifier) with int8
   weights dequantized once at load, computing in float32.
-Agreement is the top-1 agreement with the float32 file per λ on real test images in a seeded random
+Agreement is the top-1 agreement with the float32 file per λ on real images in a seeded random
 order (the folder copy lists them class by class; until 2026-12-01 this took the first ones, all
-airplanes). Routing checks that λ = 0.001 and 0.01 give outputs nearer the float file's at that λ
+airplanes): the run's validation split (`--split=val`, for choosing between files) or the test split
+(for reports). `disagreeing_images` lists the indices that disagree, for paired comparisons. Routing checks that λ = 0.001 and 0.01 give outputs nearer the float file's at that λ
 than at λ = 0 (switch routing only: with blended routing λ = 0.001 is 0.1 % of the way from BN_c
 to BN_a, less than any int8 file's error, so the comparison would be a coin toss; the JSON's
 `norm_routing` says which).
@@ -30,9 +31,12 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "Training run directory.", required=True)
 flags.DEFINE_string("data_dir", None, "Image-folder tree or .tar.gz; default: the run's.")
 flags.DEFINE_float("width", 1.0, "Width to quantize.")
-flags.DEFINE_integer("examples", 1000, "Test images for agreement (a seeded random sample).", lower_bound=1)
+flags.DEFINE_enum("split", "test", ["val", "test"],
+                  "Images for agreement: the run's validation split (model selection) or the test split (reports).")
+flags.DEFINE_integer("examples", 1000, "Images for agreement (a seeded random sample of the split).", lower_bound=1)
 flags.DEFINE_list("lambdas", ["0", "0.2", "1"], "λ values for agreement.")
 flags.DEFINE_integer("representative_examples", 200, "Training images that calibrate int8.", lower_bound=1)
+flags.DEFINE_list("routes", ["converter", "aeq_conv", "aeq_conv_fc_weights"], "Full-int8 routes to compare.")
 flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts for latency.")
 flags.DEFINE_integer("runs", 200, "Timed invocations per file and thread count.", lower_bound=1)
 flags.DEFINE_string("out", None, "Also write the JSON here (atomically).")
@@ -68,11 +72,18 @@ def main(argv):
     from oat_tf.trainer import load_run
 
     lambdas = flag_numbers("lambdas", FLAGS.lambdas)
+    unknown = sorted(set(FLAGS.routes) - {"converter", *RECIPES})
+    if unknown or not FLAGS.routes:
+        raise app.UsageError(f"unknown routes {unknown}; choose from converter, {', '.join(RECIPES)}.")
     model, config, _ = load_run(FLAGS.checkpoint)
     data_dir = FLAGS.data_dir or config.data_dir or None
     train_images, _, _ = load_split(config.dataset, "train", data_dir, validation_size=config.validation_size,
                                     seed=config.seed)
-    test_images, _ = load_evaluation_data(config.dataset, "test", data_dir, seed=0, num_clean=FLAGS.examples)
+    if FLAGS.split == "val":  # already in the run's seeded random order
+        images = load_split(config.dataset, "val", data_dir, validation_size=config.validation_size,
+                                 seed=config.seed)[0][: FLAGS.examples] / np.float32(255)
+    else:
+        images, _ = load_evaluation_data(config.dataset, "test", data_dir, seed=0, num_clean=FLAGS.examples)
     representative = representative_dataset(train_images / np.float32(255), model.lam_grid,
                                             FLAGS.representative_examples)
     served, film = compact_network(model)
@@ -84,39 +95,45 @@ def main(argv):
     if int8_served is not served:
         int8_saved_model = os.path.join(workdir, "int8_saved_model")
         write_saved_model(int8_served, int8_saved_model, [FLAGS.width])
-    files = {"float32": convert(saved_model, "float32"),
-             "converter": convert(int8_saved_model, "int8", representative=representative)}
+    files = {"float32": convert(saved_model, "float32")}
+    if "converter" in FLAGS.routes:
+        files["converter"] = convert(int8_saved_model, "int8", representative=representative)
     float_path = os.path.join(workdir, "float32.tflite")
     with open(float_path, "wb") as f:
         f.write(files["float32"])
     calibration = list(representative())
-    for name, recipe in RECIPES.items():
-        files[name] = quantize_with_recipe(float_path, recipe, calibration)
+    for name in (r for r in FLAGS.routes if r in RECIPES):
+        files[name] = quantize_with_recipe(float_path, RECIPES[name], calibration)
 
     reference = TFLiteModel(files["float32"])
-    float_logits = {lam: reference(test_images, lam) for lam in (*lambdas, 0.0, 0.001, 0.01)}
-    image, lam_one = test_images[:1], np.array([0.2], np.float32)
+    float_logits = {lam: reference(images, lam) for lam in (*lambdas, 0.0, 0.001, 0.01)}
+    image, lam_one = images[:1], np.array([0.2], np.float32)
     rows = []
     for name, content in files.items():
         quantized = TFLiteModel(content)
-        agreement = {str(lam): round(float(np.mean(np.argmax(quantized(test_images, lam), 1)
-                                                   == np.argmax(float_logits[lam], 1))), 4) for lam in lambdas}
+        agrees = {str(lam): np.argmax(quantized(images, lam), 1) == np.argmax(float_logits[lam], 1) for lam in lambdas}
+        agreement = {lam: round(float(np.mean(a)), 4) for lam, a in agrees.items()}
         routed = {}
         for lam in (0.001, 0.01) if config.norm_routing == "switch" else ():
-            out = quantized(test_images[:64], lam)
+            out = quantized(images[:64], lam)
             routed[str(lam)] = bool(np.abs(out - float_logits[lam][:64]).mean() < np.abs(out - float_logits[0.0][:64]).mean())
         latency = {}
         for threads in (int(t) for t in FLAGS.threads):
             timed = TFLiteModel(content, num_threads=threads)
             latency[f"{threads}_threads"] = timed.latency_ms(image, lam_one, FLAGS.runs)
         rows.append(dict(route=name, size_bytes=len(content), size_ratio=round(len(content) / len(files["float32"]), 3),
-                         agreement=agreement, routes_small_lambdas_adversarial=routed, latency=latency))
-        print(json.dumps(rows[-1]))
+                         agreement=agreement,
+                         disagreeing_images={lam: np.flatnonzero(~a).tolist() for lam, a in agrees.items()},
+                         routes_small_lambdas_adversarial=routed, latency=latency))
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "disagreeing_images"}))
     result = provenance(benchmark="int8_routes", source_run=FLAGS.checkpoint, model=config.model,
                         width_multiplier=config.width_multiplier, variant=config.variant, width=FLAGS.width,
                         norm_routing=config.norm_routing,
                         film=film if int8_film is None else dict(film, int8_files=int8_film), examples=FLAGS.examples,
-                        data=f"{config.dataset} test split, {FLAGS.examples} in a seeded random order (seed 0)",
+                        split=FLAGS.split,
+                        data=(f"{config.dataset} test split, {FLAGS.examples} in a seeded random order (seed 0)"
+                              if FLAGS.split == "test"
+                              else f"{config.dataset} validation split of the run, its first {FLAGS.examples}"),
                         runs=FLAGS.runs, results=rows)
     if FLAGS.out:
         write_json(FLAGS.out, result)
