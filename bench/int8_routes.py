@@ -86,7 +86,7 @@ def main(argv):
         images, _ = load_evaluation_data(config.dataset, "test", data_dir, seed=0, num_clean=FLAGS.examples)
     representative = representative_dataset(train_images / np.float32(255), model.lam_grid,
                                             FLAGS.representative_examples)
-    served, film = compact_network(model)
+    served, film = compact_network(model, width=FLAGS.width)
     workdir = tempfile.mkdtemp(prefix="int8-routes-")
     saved_model = os.path.join(workdir, "saved_model")
     write_saved_model(served, saved_model, [FLAGS.width])

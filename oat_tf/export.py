@@ -14,7 +14,8 @@ interpolated encoding. Every file holds the λ path in its smaller exact-enough 
 (`oat_tf.folding.compact_network`): FiLM's MLP with the orthogonal λ encoding folded into its first
 layer (exact), or, for wide networks, λ tables read once per call at the top of the graph (per
 width the fewest uniform λ knots, plus the training grid, whose linear interpolation is within the
-manifest's `film.max_abs_error` ≤ 1e-3 of γ, β; exact at the knots). In int8 files the
+manifest's `film.max_abs_error` ≤ 1e-3 of γ, β; exact at the knots; with tables, each width's
+files also hold that width's batch norms folded into the convolutions, exact in float). In int8 files the
 convolutions are int8 while the λ path (route, encoding, FiLM or tables) and the per-sample
 affines stay float32 (`INT8_FLOAT_OPS`), so quantization cannot move a sample to the other route.
 """
@@ -223,13 +224,13 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
     if len(class_names) != model.num_classes:
         raise ValueError(f"{len(class_names)} class names for a model with {model.num_classes} outputs.")
     parent = _check_output_dir(out_dir, overwrite)
-    served, film = compact_network(model, film_table_points)
-    int8_served, int8_film = int8_network(served, film)
-    film = film if int8_film is None else dict(film, int8_files=int8_film)
     staging = tempfile.mkdtemp(dir=parent, prefix=".export-")
     try:
         files = []
         for width in widths:
+            # Every file holds one width, so a λ table network folds that width's batch norms into its convolutions.
+            served, film = compact_network(model, film_table_points, width=width)
+            int8_served, int8_film = int8_network(served, film)
             directory = os.path.join(staging, width_tag(width))
             saved_model = os.path.join(directory, "saved_model")
             write_saved_model(served, saved_model, [width])
@@ -246,6 +247,7 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
                 files.append(dict(width=width, format=fmt, path=os.path.relpath(path, staging)))
             if int8_saved_model != saved_model:
                 shutil.rmtree(int8_saved_model)
+        film = film if int8_film is None else dict(film, int8_files=int8_film)
         combined = _combined_file(served, staging, widths) if len(widths) > 1 else None
         for entry in files:
             entry.update(_file_facts(os.path.join(staging, entry["path"])))

@@ -102,19 +102,55 @@ def _knots(points, lam_grid):
     return np.unique(np.concatenate([uniform, [g for g in lam_grid if np.abs(uniform - g).min() > 1e-6]]))
 
 
-def _route_affines(norm, width):
-    """The batch norm's folded (scale, shift) for the clean and the adversarial route, float64 (C_α,) each."""
+def _average_affine(model, norm, width):
+    """The norm's whole inference affine at `width`, (γ·s)·z + (γ·t + β), averaged over λ = 0 and
+    λ = 1: (scale, shift), float64 (C_α,) each. Channels whose averaged scale is below 1e-3 of the
+    largest take 1/σ̄ of the moving statistics pooled over the routes, and no shift."""
+    (clean_scale, clean_shift), (adversarial_scale, adversarial_shift) = _route_affines(norm, width)
+    c = len(clean_scale)
+    gamma, beta = np.ones((2, c)), np.zeros((2, c))
+    if norm.modulation is not None:
+        code = _code(model.encoding, np.array([0.0, 1.0]))
+        values = _activated(norm.modulation, _stored(norm.modulation, _mlp_output(norm.modulation, code, width)[0]))
+        gamma, beta = values[:, :c], values[:, c:]
+    scale = (gamma[0] * clean_scale + gamma[1] * adversarial_scale) / 2
+    shift = (gamma[0] * clean_shift + beta[0] + gamma[1] * adversarial_shift + beta[1]) / 2
+    params = norm.norm.params[width_index(norm.norm.widths, width)]
+    means, variances = (np.stack([np.asarray(route[k], np.float64)[:c] for route in params]) for k in (2, 3))
+    small = np.abs(scale) < 1e-3 * np.abs(scale).max()
+    scale = np.where(small, 1.0 / np.sqrt(variances.mean(0) + means.var(0) + norm.norm.epsilon), scale)
+    return scale, np.where(small, 0.0, shift)
+
+
+def _norm_fold(model, norm, width):
+    """Per-channel (c, d), float64 (C,) each, to fold into the convolution before `norm`: the norm's
+    average affine at `width` (`_average_affine`) on that width's channels, so that c·z + d is
+    normalized per channel there, as a plain network's convolution output with its batch norm folded
+    in, and the full width's on the channels beyond (they only keep the function exact)."""
+    scale, shift = _average_affine(model, norm, max(model.widths))
+    narrow_scale, narrow_shift = _average_affine(model, norm, width)
+    scale[: len(narrow_scale)], shift[: len(narrow_shift)] = narrow_scale, narrow_shift
+    return scale, shift
+
+
+def _route_affines(norm, width, fold=None):
+    """The batch norm's folded (scale, shift) for the clean and the adversarial route, float64 (C_α,) each;
+    with a `fold` (c, d) from `_norm_fold`, those of the folded input c·z + d instead."""
     affines = []
     for adversarial in (False, True):
         flags = np.array([adversarial]) if norm.dual else None
-        affines.append(tuple(np.asarray(a, np.float64)[0] for a in norm.norm.inference_affine(flags, width)))
+        scale, shift = (np.asarray(a, np.float64)[0] for a in norm.norm.inference_affine(flags, width))
+        if fold is not None:
+            c, d = (v[: len(scale)] for v in fold)
+            scale, shift = scale / c, shift - scale * d / c
+        affines.append((scale, shift))
     return affines
 
 
 TABLE_POINT_CHOICES = (11, 21, 26, 41, 51, 61, 81, 101)  # λ steps 0.1 … 0.01
 
 
-def tabulate_network(model, points=101, tolerance=None):
+def tabulate_network(model, points=101, tolerance=None, fold_width=None):
     """The export form of `model` (`OATNetwork` with `norm_table_knots`) and what each width's table is.
 
     Every norm at inference is a per-sample affine x·(γs) + (γt + β): its batch norm's folded
@@ -125,7 +161,13 @@ def tabulate_network(model, points=101, tolerance=None):
     knots in [0, 1] (uniform, plus the training grid's λ) in one table, interpolates it linearly and
     applies the form's activation (`film_table`), and the routes' (s, t) in another (`route_table`).
     It is exact at the knots and off by at most the returned `max_abs_error` in γ, β between them,
-    computed in float64 at every kink (`_table_error`).
+    computed in float64 at every kink (`_table_error`). Every convolution that a norm follows holds
+    that norm's average affine at `fold_width` (default: the full width) as a per-channel scale and
+    bias (`_norm_fold`), and the route table what remains, so the float function is unchanged at
+    every width while each convolution's output at `fold_width` is normalized per channel, as a plain
+    network's with its batch norm folded in: an int8 file of that width quantizes it per tensor,
+    which would otherwise give channels of small spread coarse steps
+    (`results/bench/int8_fold_per_width_plan.md`).
 
     `points` uniform knots at every width, or, with a `tolerance`, per width the fewest of
     `TABLE_POINT_CHOICES` up to `points` whose error is within it (else `points`). Returns
@@ -139,6 +181,7 @@ def tabulate_network(model, points=101, tolerance=None):
         raise ValueError(f"the {model.encoding_kind!r} λ encoding is not piecewise linear in λ; cannot tabulate it.")
     if int(points) < 2:
         raise ValueError(f"a λ table needs at least 2 points, got {points}.")
+    fold_width = max(model.widths) if fold_width is None else model.widths[width_index(model.widths, fold_width)]
     norms = model.conditional_norms()
     films = [norm.modulation for norm in norms if norm.modulation is not None]
     candidates = [p for p in TABLE_POINT_CHOICES if p < points] + [int(points)] if tolerance is not None else [points]
@@ -162,6 +205,11 @@ def tabulate_network(model, points=101, tolerance=None):
     for variable in model.weights:
         if variable.path in targets:  # convolutions and the classifier
             targets[variable.path].assign(variable)
+    folds = {}
+    for (conv, norm), (target, _) in zip(model.normalized_convolutions(), tabulated.normalized_convolutions()):
+        c, d = folds[id(norm)] = _norm_fold(model, norm, fold_width)
+        target.kernel.assign((np.asarray(conv.kernel, np.float64) * c).astype(np.float32))
+        target.bias.assign(d.astype(np.float32))
     for i, (width, knots) in enumerate(zip(model.widths, chosen)):
         code = _code(model.encoding, knots)
         gammas, betas, routes = [], [], []
@@ -174,7 +222,7 @@ def tabulate_network(model, points=101, tolerance=None):
                 gamma, beta = values[:, :c], values[:, c:]
             gammas.append(gamma)
             betas.append(beta)
-            routes.append(_route_affines(norm, width))
+            routes.append(_route_affines(norm, width, folds.get(id(norm))))
         film = np.concatenate(gammas + betas, 1)
         clean, adversarial = (np.concatenate([r[k][0] for r in routes] + [r[k][1] for r in routes]) for k in (0, 1))
         # Route table rows at λ = 0 and 1: `switch` takes BN_a for every λ > 0, `blend` interpolates.
@@ -234,7 +282,7 @@ def lambda_path_weight_count(model, width=1.0):
     return total
 
 
-def compact_network(model, table_points=FILM_TABLE_POINTS, tolerance=FILM_TABLE_TOLERANCE):
+def compact_network(model, table_points=FILM_TABLE_POINTS, tolerance=FILM_TABLE_TOLERANCE, width=None):
     """The network to export and how its λ path is represented (a dict for the manifest).
 
     The encoding folded into FiLM's first layer (exact), or, when `table_points` > 0, the norms as
@@ -251,7 +299,7 @@ def compact_network(model, table_points=FILM_TABLE_POINTS, tolerance=FILM_TABLE_
     tabulable = model.encoding_kind in PIECEWISE_LINEAR_ENCODINGS and not model.private_share and not model.adapter_share
     if table_points <= 0 or not tabulable:
         return folded, mlp
-    tabulated, facts = tabulate_network(model, table_points, tolerance)
+    tabulated, facts = tabulate_network(model, table_points, tolerance, fold_width=width)
     table = dict(representation="λ tables per width: every FiLM MLP's output at uniform λ in [0, 1] and the "
                                 "training grid, linear in between, and every batch norm's affine per route",
                  widths=list(model.widths), **facts, weights_at_full_width=lambda_path_weight_count(tabulated))

@@ -234,6 +234,31 @@ def test_lambda_table_network_is_exact_at_its_knots_and_its_error_bound_is_attai
         build_model("resnet8", "oats", width_multiplier=0.25, private_share=0.25, norm_table_knots=[[0, 1]] * 3)
 
 
+@pytest.mark.parametrize("fold_width", [1.0, 0.5])
+def test_lambda_table_network_folds_each_norms_average_affine_at_its_width_into_its_convolution(rng, fold_width):
+    # The int8 files quantize each convolution's output per tensor; normalized per channel (as a plain
+    # network's with its batch norm folded in), no channel gets coarse steps for its small spread. Each
+    # file holds one width, whose batch norms have statistics of their own.
+    model = _perturbed(build_model("resnet8", "oats", width_multiplier=0.25, film_form="identity"))
+    x = images(rng, 64)
+    z = np.asarray(model.stem(x, width=fold_width), np.float64)
+    for v in model.weights:  # both routes' statistics are the batch's own; FiLM is the identity at λ = 0 and 1
+        if v.path.startswith(f"{model.name}/stem_norm/bn/") and f"_w{fold_width:g}_moving" in v.path:
+            v.assign((z.mean((0, 1, 2)) if v.path.endswith("mean") else z.var((0, 1, 2))).astype("float32"))
+        if v.path.startswith(f"{model.name}/stem_norm/film/"):
+            v.assign(np.zeros(v.shape, "float32"))
+    tabulated, _ = tabulate_network(model, points=11, fold_width=fold_width)
+    folded = np.asarray(tabulated.stem(x, width=fold_width), np.float64)
+    np.testing.assert_allclose(folded.mean((0, 1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(folded.var((0, 1, 2)), 1.0, atol=1e-3)
+    assert np.abs(z.mean((0, 1, 2))).max() > 0.05 and np.ptp(z.std((0, 1, 2))) > 0.05  # z was not normalized
+    inputs = {"image": x, "lam": np.repeat(np.linspace(0.0, 1.0, 11, dtype="float32"), 6)[:64]}  # at the knots
+    for width in model.widths:  # the function is unchanged at every width
+        np.testing.assert_allclose(tabulated(inputs, width=width), model(inputs, width=width), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="width"):
+        tabulate_network(model, points=11, fold_width=0.6)
+
+
 def test_files_from_before_the_lambda_tables_still_load():
     model = build_model("resnet8", "oats", width_multiplier=0.25)
     assert OATNetwork.from_config(dict(model.get_config(), film_hidden=True)).get_config() == model.get_config()

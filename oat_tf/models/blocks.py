@@ -18,7 +18,13 @@ class _ResidualBlock(keras.layers.Layer):
     called as block(x, code, adversarial, width=α, training=..., lam=λ, affines=...) (`affines`: the
     tabulated network's per-norm (scale, shift) list, see `ConditionalNorm`) with x of shape
     (B, H, W, C_in,α) and returns (B, H/stride, W/stride, C_out,α).
+
+    `NORMALIZED_CONVOLUTIONS` names the (convolution, norm) pairs whose norm takes the convolution's
+    output as it is; in a tabulated network those convolutions have a bias, to hold the batch norm's
+    statistics (`oat_tf.folding.tabulate_network`).
     """
+
+    NORMALIZED_CONVOLUTIONS = ()
 
     def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, adapter_share=0.0,
                  **kwargs):
@@ -28,13 +34,20 @@ class _ResidualBlock(keras.layers.Layer):
         self.shortcut_film = bool(shortcut_film)
         self.adapter_share = float(adapter_share)
         widths = self.norm_options.get("widths", (1.0,))
-        self.conv1 = SlimmableConv2D(out_channels, 3, stride, widths, name="conv1")
-        self.conv2 = SlimmableConv2D(out_channels, 3, 1, widths, name="conv2")
+        biased = {conv for conv, _ in self.NORMALIZED_CONVOLUTIONS} if self.norm_options.get("tabulated") else set()
+        self.conv1 = SlimmableConv2D(out_channels, 3, stride, widths, use_bias="conv1" in biased, name="conv1")
+        self.conv2 = SlimmableConv2D(out_channels, 3, 1, widths, use_bias="conv2" in biased, name="conv2")
         rank = max(1, round(self.adapter_share * out_channels))
         self.adapters = [LambdaAdapter(out_channels, 3, s, rank, widths, name=f"adapter{i + 1}")
                          for i, s in enumerate((stride, 1))] if self.adapter_share else None
         self.projects = stride != 1 or in_channels != out_channels
-        self.shortcut = SlimmableConv2D(out_channels, 1, stride, widths, name="shortcut") if self.projects else None
+        self.shortcut = (SlimmableConv2D(out_channels, 1, stride, widths, use_bias="shortcut" in biased, name="shortcut")
+                         if self.projects else None)
+
+    def normalized_convolutions(self):
+        """The block's (convolution, norm) pairs of `NORMALIZED_CONVOLUTIONS` that exist."""
+        pairs = [(getattr(self, conv), getattr(self, norm)) for conv, norm in self.NORMALIZED_CONVOLUTIONS]
+        return [(conv, norm) for conv, norm in pairs if conv is not None]
 
     def _norm(self, channels, name, **overrides):
         return ConditionalNorm(channels, name=name, **dict(self.norm_options, **overrides))
@@ -61,6 +74,8 @@ class BasicBlock(_ResidualBlock):
     when the stride or channel count changes.
     """
 
+    NORMALIZED_CONVOLUTIONS = (("conv1", "norm1"), ("conv2", "norm2"), ("shortcut", "shortcut_norm"))
+
     def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, adapter_share=0.0,
                  **kwargs):
         super().__init__(in_channels, out_channels, stride, norm, shortcut_film, adapter_share, **kwargs)
@@ -83,6 +98,8 @@ class PreActBlock(_ResidualBlock):
 
     The projection shortcut (1×1 conv on a) is used when the stride or channel count changes.
     """
+
+    NORMALIZED_CONVOLUTIONS = (("conv1", "norm2"),)
 
     def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, adapter_share=0.0,
                  **kwargs):

@@ -50,7 +50,8 @@ class OATNetwork(keras.Model):
     alone, is computed once at the top of the network from two `LambdaTable`s, every FiLM's MLP output
     at the knots (`film_table`) and every batch norm's folded (scale, shift) per route
     (`route_table`), so each norm costs a multiply and an add. It has no encoding, FiLM or batch-norm
-    weights and cannot train. `table_storage` is the two tables' `LambdaTable` storage.
+    weights and cannot train; the convolutions that a norm follows have a bias, so that they can hold
+    the batch norms' statistics. `table_storage` is the two tables' `LambdaTable` storage.
     """
 
     def __init__(
@@ -117,7 +118,7 @@ class OATNetwork(keras.Model):
             if self.film and not tabulated
             else None
         )
-        self.stem = SlimmableConv2D(self.stem_channels, 3, 1, self.widths, name="stem")
+        self.stem = SlimmableConv2D(self.stem_channels, 3, 1, self.widths, use_bias=tabulated and not preact, name="stem")
         self.stem_norm = None if preact else ConditionalNorm(self.stem_channels, name="stem_norm", **norm)
         self.blocks = []
         channels = self.stem_channels
@@ -150,6 +151,11 @@ class OATNetwork(keras.Model):
     def conditional_norms(self):
         """Every `ConditionalNorm` of the network, in a fixed order (a tabulated network's slots)."""
         return [layer for layer in self._flatten_layers() if isinstance(layer, ConditionalNorm)]
+
+    def normalized_convolutions(self):
+        """The (convolution, norm) pairs whose norm takes the convolution's output as it is."""
+        stem = [(self.stem, self.stem_norm)] if self.stem_norm is not None else []
+        return stem + [pair for block in self.blocks for pair in block.normalized_convolutions()]
 
     def _tabulated_affines(self, lam, width):
         """Each norm's (scale, shift), shapes (B, 1, 1, C_α), from one lookup in each λ table."""
