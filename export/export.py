@@ -35,6 +35,7 @@ def main(argv):
     del argv
     from oat_tf.config import flag_numbers
     from oat_tf.data import load_split
+    from oat_tf.evaluate import load_evaluation_data
     from oat_tf.export import bundle_evaluation, export_bundle, representative_dataset
     from oat_tf.provenance import provenance
     from oat_tf.trainer import load_run
@@ -50,12 +51,11 @@ def main(argv):
                                                 FLAGS.representative_examples, FLAGS.seed)
         evaluation, data = None, "not evaluated"
         if FLAGS.eval_examples > 0:
-            images, labels, _ = load_split(config.dataset, "test", data_dir, seed=FLAGS.seed)
-            order = np.random.default_rng(FLAGS.seed).permutation(len(labels))[: FLAGS.eval_examples]
+            images, labels = load_evaluation_data(config.dataset, "test", data_dir, FLAGS.seed, FLAGS.eval_examples)
             lambdas = eval_lambdas or list(model.lam_grid)
-            evaluation = bundle_evaluation(images[order] / np.float32(255), labels[order], lambdas, FLAGS.eval_attack,
+            evaluation = bundle_evaluation(images, labels, lambdas, FLAGS.eval_attack,
                                            config.epsilon_255 / 255, FLAGS.robust_examples, seed=FLAGS.seed)
-            data = f"{config.dataset} test split" + (" (JPEG copy)" if data_dir else "") + f", seeded subset of {len(order)}"
+            data = f"{config.dataset} test split" + (" (JPEG copy)" if data_dir else "") + f", seeded subset of {len(labels)}"
         manifest = export_bundle(
             model, FLAGS.out, class_names, representative, widths=widths,
             formats=FLAGS.formats, evaluation=evaluation, overwrite=FLAGS.overwrite,
