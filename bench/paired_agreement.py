@@ -1,0 +1,80 @@
+"""Paired comparison of full-int8 agreement between two sets of `bench/int8_routes.py` JSON files, as JSON.
+
+    python bench/paired_agreement.py --before=a_w0.5.json,a_w1.json --after=b_w0.5.json,b_w1.json \
+        --route=converter --out results/bench/comparison.json
+
+Files pair up in order and must hold the same run, width, split and images. Per (width, λ) cell the
+agreement before and after and their difference; per width and pooled over every cell the mean
+difference with the standard error of the paired per-image indicators (cells treated as
+independent) and, pooled, also the standard error with each image's cells summed (an image repeats
+across widths and λ, so its cells are correlated).
+"""
+
+import json
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("before", None, "int8_routes JSON files of the reference files, one per width.", required=True)
+flags.DEFINE_list("after", None, "int8_routes JSON files of the candidate, in the same order.", required=True)
+flags.DEFINE_string("route", "converter", "Route whose agreement is compared.")
+flags.DEFINE_string("out", None, "Also write the JSON here (atomically).")
+
+_SAME = ("source_run", "width", "split", "examples", "data")
+
+
+def _agrees(result, route):
+    """{λ: per-image bool agreement} of `route` in one int8_routes result."""
+    rows = [row for row in result["results"] if row["route"] == route]
+    if not rows:
+        raise app.UsageError(f"route {route!r} is not in {result['command']!r}.")
+    agrees = {}
+    for lam, wrong in rows[0]["disagreeing_images"].items():
+        agrees[lam] = np.ones(result["examples"], bool)
+        agrees[lam][wrong] = False
+    return agrees
+
+
+def _mean_and_se(differences):
+    return dict(difference_pp=round(100 * float(differences.mean()), 3),
+                paired_se_pp=round(100 * float(differences.std(ddof=1) / np.sqrt(len(differences))), 3))
+
+
+def main(argv):
+    del argv
+    from oat_tf.provenance import provenance, write_json
+
+    if len(FLAGS.before) != len(FLAGS.after):
+        raise app.UsageError("--before and --after need the same number of files.")
+    cells, widths, pooled, per_image = [], [], [], 0.0
+    for before_path, after_path in zip(FLAGS.before, FLAGS.after):
+        before, after = (json.load(open(path)) for path in (before_path, after_path))
+        differing = [key for key in _SAME if before.get(key) != after.get(key)]
+        if differing:
+            raise app.UsageError(f"{before_path} and {after_path} differ in {differing}.")
+        old, new = _agrees(before, FLAGS.route), _agrees(after, FLAGS.route)
+        if old.keys() != new.keys():
+            raise app.UsageError(f"{before_path} and {after_path} measure different λ.")
+        width_differences = []
+        for lam in old:
+            difference = new[lam].astype(float) - old[lam].astype(float)
+            width_differences.append(difference)
+            per_image = per_image + difference
+            cells.append(dict(width=before["width"], lam=float(lam), before=round(float(old[lam].mean()), 4),
+                              after=round(float(new[lam].mean()), 4), **_mean_and_se(difference)))
+        widths.append(dict(width=before["width"], **_mean_and_se(np.concatenate(width_differences))))
+        pooled.extend(width_differences)
+    pooled = np.concatenate(pooled)
+    summary = _mean_and_se(pooled)
+    summary["image_clustered_se_pp"] = round(100 * float(np.std(per_image / len(cells), ddof=1) / np.sqrt(len(per_image))), 3)
+    summary["z"] = round(summary["difference_pp"] / summary["paired_se_pp"], 2)
+    result = provenance(benchmark="paired_agreement", route=FLAGS.route, before=FLAGS.before, after=FLAGS.after,
+                        cells=cells, widths=widths, pooled=summary)
+    print(json.dumps(dict(widths=widths, pooled=summary), indent=1))
+    if FLAGS.out:
+        write_json(FLAGS.out, result)
+
+
+if __name__ == "__main__":
+    app.run(main)
