@@ -253,7 +253,8 @@ def store_tables_int8(tabulated):
             values = np.asarray(table, np.float64)
             low, high = values.min(0), values.max(0)
             scale = np.where(high > low, (high - low) / 255.0, 1.0).astype(np.float32)
-            offset = (low + 128.0 * scale).astype(np.float32)
+            # A constant column (every route-table column under switch routing) is code 0 at its value, exactly.
+            offset = np.where(high > low, low + 128.0 * scale, low).astype(np.float32)
             codes = np.clip(np.round((values - offset) / scale), -128, 127)
             target.tables[i].assign(codes.astype(np.int8))
             target.column_scales[i].assign(scale)

@@ -210,7 +210,10 @@ def test_lambda_table_network_is_exact_at_its_knots_and_its_error_bound_is_attai
     stored, errors = store_tables_int8(tabulated)
     error = errors["film_table"]
     assert stored.get_config() == dict(tabulated.get_config(), table_storage="int8")
-    assert errors["route_table"] < 1e-5  # two values per column: the two end codes
+    # Two values per column: the two end codes, exact up to float32 rounding of the largest value (the
+    # fold leaves a route's residual scale large where the routes' averaged affine is small).
+    largest = max(np.abs(np.asarray(table)).max() for table in tabulated.route_table.tables)
+    assert errors["route_table"] <= 4 * np.finfo(np.float32).eps * largest
     spans = max(float(np.ptp(np.asarray(t), 0).max()) for t in tabulated.film_table.tables)
     assert 0 < error <= spans / 510 + 1e-7
     deviation = max(np.abs(_tabulated_film(stored, dense, w) - _tabulated_film(tabulated, dense, w)).max()
@@ -251,7 +254,7 @@ def test_lambda_table_network_folds_each_norms_average_affine_at_its_width_into_
     folded = np.asarray(tabulated.stem(x, width=fold_width), np.float64)
     np.testing.assert_allclose(folded.mean((0, 1, 2)), 0.0, atol=1e-4)
     np.testing.assert_allclose(folded.var((0, 1, 2)), 1.0, atol=1e-3)
-    assert np.abs(z.mean((0, 1, 2))).max() > 0.05 and np.ptp(z.std((0, 1, 2))) > 0.05  # z was not normalized
+    assert np.abs(z.mean((0, 1, 2))).max() > 0.05 and np.abs(z.var((0, 1, 2)) - 1).max() > 0.05  # z was not normalized
     inputs = {"image": x, "lam": np.repeat(np.linspace(0.0, 1.0, 11, dtype="float32"), 6)[:64]}  # at the knots
     for width in model.widths:  # the function is unchanged at every width
         np.testing.assert_allclose(tabulated(inputs, width=width), model(inputs, width=width), atol=1e-4, rtol=0)
