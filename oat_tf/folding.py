@@ -291,6 +291,8 @@ def compact_network(model, table_points=FILM_TABLE_POINTS, tolerance=FILM_TABLE_
     `tolerance`) if that holds fewer numbers at full width and is within `tolerance` at every width.
     Tables pay off for wide layers: at C channels a norm's table costs about points × 2C numbers
     against the MLP's (2C)², so ResNet-34's λ path shrinks while a small ResNet's may grow.
+    `width`: the width the file will hold, whose batch norms a λ-table network folds into its
+    convolutions (`tabulate_network`'s `fold_width`; default the full width).
     """
     folded = fold_lambda_encoding(model)
     if not model.film:
