@@ -14,8 +14,9 @@ Routes, each from the same float32 file of one width (the exporter's compact net
 Agreement is the top-1 agreement with the float32 file per λ on real images in a seeded random
 order (the folder copy lists them class by class; until 2026-12-01 this took the first ones, all
 airplanes): the run's validation split (`--split=val`, for choosing between files) or the test split
-(for reports). `disagreeing_images` lists the indices that disagree, for paired comparisons. Routing checks that λ = 0.001 and 0.01 give outputs nearer the float file's at that λ
-than at λ = 0 (switch routing only: with blended routing λ = 0.001 is 0.1 % of the way from BN_c
+(for reports). `disagreeing_images` lists the indices that disagree, for paired comparisons
+(`bench/paired_agreement.py`). Routing checks that λ = 0.001 and 0.01 give outputs nearer the float
+file's at that λ than at λ = 0 (switch routing only: with blended routing λ = 0.001 is 0.1 % of the way from BN_c
 to BN_a, less than any int8 file's error, so the comparison would be a coin toss; the JSON's
 `norm_routing` says which).
 """
@@ -81,7 +82,7 @@ def main(argv):
                                     seed=config.seed)
     if FLAGS.split == "val":  # already in the run's seeded random order
         images = load_split(config.dataset, "val", data_dir, validation_size=config.validation_size,
-                                 seed=config.seed)[0][: FLAGS.examples] / np.float32(255)
+                            seed=config.seed)[0][: FLAGS.examples] / np.float32(255)
     else:
         images, _ = load_evaluation_data(config.dataset, "test", data_dir, seed=0, num_clean=FLAGS.examples)
     representative = representative_dataset(train_images / np.float32(255), model.lam_grid,

@@ -24,6 +24,11 @@ flags.DEFINE_string("out", None, "Also write the JSON here (atomically).")
 _SAME = ("source_run", "width", "split", "examples", "data")
 
 
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def _agrees(result, route):
     """{λ: per-image bool agreement} of `route` in one int8_routes result."""
     rows = [row for row in result["results"] if row["route"] == route]
@@ -49,7 +54,7 @@ def main(argv):
         raise app.UsageError("--before and --after need the same number of files.")
     cells, widths, pooled, per_image = [], [], [], 0.0
     for before_path, after_path in zip(FLAGS.before, FLAGS.after):
-        before, after = (json.load(open(path)) for path in (before_path, after_path))
+        before, after = (_read(path) for path in (before_path, after_path))
         differing = [key for key in _SAME if before.get(key) != after.get(key)]
         if differing:
             raise app.UsageError(f"{before_path} and {after_path} differ in {differing}.")

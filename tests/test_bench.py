@@ -23,3 +23,32 @@ def test_bundles_bench_compares_every_width_and_format_of_both_networks(tmp_path
         for timer in ("interpreter_1_threads", "litert_benchmark_1_threads"):
             assert len(row[timer]["round_medians_ms"]) == 2 and row[timer]["median_ms"] > 0
     assert report["film"]["representation"]  # OATS's λ path form, as its manifest names it
+
+
+def _int8_routes_result(path, width, disagreeing):
+    result = dict(source_run="run", width=width, split="val", examples=10, data="d", command="c",
+                  results=[dict(route="converter", disagreeing_images=disagreeing)])
+    path.write_text(json.dumps(result))
+    return str(path)
+
+
+def test_paired_agreement_compares_the_same_images_cell_by_cell(tmp_path):
+    before = [_int8_routes_result(tmp_path / "b1.json", 1.0, {"0.0": [1, 2, 3], "1.0": [4]}),
+              _int8_routes_result(tmp_path / "b2.json", 0.5, {"0.0": [5], "1.0": []})]
+    after = [_int8_routes_result(tmp_path / "a1.json", 1.0, {"0.0": [1], "1.0": [4, 6]}),
+             _int8_routes_result(tmp_path / "a2.json", 0.5, {"0.0": [5], "1.0": []})]
+    out = tmp_path / "comparison.json"
+    command = [sys.executable, os.path.join(ROOT, "bench", "paired_agreement.py"), f"--before={','.join(before)}",
+               f"--after={','.join(after)}", f"--out={out}"]
+    result = run_step("bench/paired_agreement.py", command, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    cells = {(c["width"], c["lam"]): c for c in report["cells"]}
+    assert cells[(1.0, 0.0)]["before"] == 0.7 and cells[(1.0, 0.0)]["after"] == 0.9
+    assert cells[(1.0, 0.0)]["difference_pp"] == 20.0 and cells[(1.0, 1.0)]["difference_pp"] == -10.0
+    # Per-image differences over the 4 cells × 10 images: +1 at two places, −1 at one.
+    assert report["pooled"]["difference_pp"] == round(100 * 1 / 40, 3)
+    assert report["pooled"]["paired_se_pp"] > 0 and report["commit"]
+    mismatched = _int8_routes_result(tmp_path / "m.json", 0.75, {"0.0": [], "1.0": []})
+    command[2:4] = [f"--before={before[0]}", f"--after={mismatched}"]
+    assert run_step("bench/paired_agreement.py", command[:4], timeout=300).returncode != 0  # other width
