@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 
 from oat_tf.attacks import build_attack
 from oat_tf.data import DATASETS
@@ -64,6 +65,8 @@ class TrainConfig:
     eval_lambdas: tuple = S1
     xla: bool = False  # XLA made PGD slower on a 2-core CPU with TF 2.21 (see the README)
     seed: int = 0
+    init_from: str = ""  # fine-tuning: start from this run directory's last checkpoint (same network)
+    fake_quantize: bool = False  # quantization-aware training: int8-rounded conv/classifier inputs and kernels
 
     @property
     def variant(self):
@@ -128,6 +131,8 @@ class TrainConfig:
         build_attack(self.train_attack), build_attack(self.eval_attack)
         if not self.run_dir:
             raise ValueError("run_dir must be set.")
+        if self.init_from and os.path.abspath(self.init_from) == os.path.abspath(self.run_dir):
+            raise ValueError(f"init_from names the run directory itself ({self.run_dir!r}); a rerun there resumes.")
         return self
 
     def to_dict(self):

@@ -23,6 +23,8 @@ from oat_tf.tradeoff_table import tradeoff_table
 # Fields that define the trained network: a resumed run must agree on them.
 MODEL_FIELDS = ("method", "dataset", "model", "width_multiplier", "normal_bn", "encoding", "lam_set",
                 "widths") + NETWORK_CONDITIONING
+# ... and on how it trains from its first step.
+RESUME_FIELDS = MODEL_FIELDS + ("init_from", "fake_quantize")
 
 
 def default_strategy():
@@ -71,7 +73,7 @@ def build_run_model(config, num_classes, synchronized_bn=False):
     return build_model(
         config.model, config.variant, num_classes=num_classes, image_size=DATASETS[config.dataset][1],
         width_multiplier=config.width_multiplier, widths=config.model_widths, encoding=config.encoding,
-        lam_grid=config.lam_set, synchronized_bn=synchronized_bn,
+        lam_grid=config.lam_set, synchronized_bn=synchronized_bn, fake_quantize=config.fake_quantize,
         **{name: getattr(config, name) for name in NETWORK_CONDITIONING},
     )
 
@@ -80,29 +82,52 @@ def build_run_model(config, num_classes, synchronized_bn=False):
 UNREADABLE_CHECKPOINT = (AssertionError, ValueError, IndexError, tf.errors.OpError)
 
 
+def run_files(run_dir):
+    """(config.json path, latest checkpoint path) of a training run directory, or FileNotFoundError."""
+    config_path = os.path.join(run_dir, "config.json")
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if not os.path.isfile(config_path) or latest is None:
+        raise FileNotFoundError(f"{run_dir!r} is not a training run with a checkpoint "
+                                "(expected config.json and checkpoints/ written by train/oats.py).")
+    return config_path, latest
+
+
+def restore_model_variables(model, checkpoint_path, description):
+    """Reads every variable of `model` from a trainer checkpoint, or a ValueError naming `description`."""
+    try:
+        status = tf.train.Checkpoint(model_variables=checkpoint_variables(model)).read(checkpoint_path)
+        status.expect_partial().assert_existing_objects_matched()
+    except UNREADABLE_CHECKPOINT as error:
+        raise ValueError(f"checkpoint {checkpoint_path!r} is unreadable or does not hold {description}: "
+                         f"{str(error)[:300]}") from None
+
+
 def load_run(run_dir):
     """(model at the run's latest checkpoint, its TrainConfig, class names) of a training run directory.
 
     Raises FileNotFoundError when the directory holds no run or no checkpoint, and ValueError
     when the checkpoint does not fit the network the run's config.json describes.
     """
-    config_path, classes_path = (os.path.join(run_dir, name) for name in ("config.json", "classes.json"))
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-    if not os.path.isfile(config_path) or latest is None:
-        raise FileNotFoundError(f"{run_dir!r} is not a training run with a checkpoint "
-                                "(expected config.json and checkpoints/ written by train/oats.py).")
+    config_path, latest = run_files(run_dir)
     stored = read_json(config_path)
     known = {field.name for field in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known})
-    class_names = read_json(classes_path)
+    class_names = read_json(os.path.join(run_dir, "classes.json"))
     model = build_run_model(config, len(class_names))
-    try:
-        status = tf.train.Checkpoint(model_variables=checkpoint_variables(model)).read(latest)
-        status.expect_partial().assert_existing_objects_matched()
-    except UNREADABLE_CHECKPOINT as error:
-        raise ValueError(f"checkpoint {latest!r} is unreadable or does not hold the {config.model}/{config.variant} "
-                         f"network described by {config_path!r}: {str(error)[:300]}") from None
+    restore_model_variables(model, latest, f"the {config.model}/{config.variant} network described by {config_path!r}")
     return model, config, class_names
+
+
+def initialization_checkpoint(config):
+    """The last checkpoint of run `config.init_from` (fine-tuning), checked to hold the network `config`
+    describes; FileNotFoundError or ValueError otherwise."""
+    config_path, latest = run_files(config.init_from)
+    source, current = TrainConfig.stored_dict(read_json(config_path)), config.to_dict()
+    changed = [k for k in MODEL_FIELDS if source[k] != current[k]]
+    if changed:
+        raise ValueError(f"init_from {config.init_from!r} trained a different network: "
+                         + ", ".join(f"{k}={source[k]!r} there, {current[k]!r} here" for k in changed) + ".")
+    return latest
 
 
 def worker_run_dir(run_dir, strategy):
@@ -134,7 +159,7 @@ def _check_resume(config, run_dir):
     if os.path.exists(path):
         stored = TrainConfig.stored_dict(read_json(path))
         current = config.to_dict()
-        changed = [k for k in MODEL_FIELDS if stored[k] != current[k]]
+        changed = [k for k in RESUME_FIELDS if stored[k] != current[k]]
         if changed:
             raise ValueError(
                 f"{run_dir!r} holds a run with a different {', '.join(changed)} "
@@ -157,6 +182,7 @@ class Trainer:
         self._started = time.perf_counter()
         self.config = config.validate()
         self.strategy = strategy or default_strategy()
+        initial = initialization_checkpoint(config) if config.init_from else None  # checked before writing
         self.run_dir = worker_run_dir(config.run_dir, self.strategy)
         _check_writable(self.run_dir)
         _check_resume(config, self.run_dir)
@@ -215,6 +241,8 @@ class Trainer:
             except UNREADABLE_CHECKPOINT as error:
                 raise ValueError(f"cannot resume from {self.resumed_from!r} ({str(error)[:200]}); move the "
                                  "run directory's checkpoints/ aside to start over.") from None
+        if initial and not self.resumed_from:
+            restore_model_variables(self.model, initial, f"the network of init_from {config.init_from!r}")
         self.writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
         write_run_overview(self.writer, self.model.widths, config.eval_attack, config.to_dict())
         # Per-variable learning-rate factors (SGD with momentum is linear in the gradient): FiLM's MLPs
@@ -313,7 +341,10 @@ class Trainer:
         config = self.config
         device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU, no GPU"
         widths = ", ".join(f"{w:g}" for w in self.model.widths)
-        return (f"training {config.method.upper()} on {config.dataset}: {config.model} ×{config.width_multiplier:g} "
+        how = "quantization-aware " if config.fake_quantize else ""
+        origin = f" from {config.init_from}" if config.init_from else ""
+        return (f"{how}{'fine-tuning' if config.init_from else 'training'} {config.method.upper()}{origin} on "
+                f"{config.dataset}: {config.model} ×{config.width_multiplier:g} "
                 f"(widths {widths}), {config.epochs} epochs × {self.steps_per_epoch} steps of {config.batch_size} "
                 f"images ({len(self.train_labels)} training images), training attack {config.train_attack}, "
                 f"{self.strategy.num_replicas_in_sync} replica(s) on {device}; validation on "
@@ -391,8 +422,8 @@ class Trainer:
         summary = provenance(
             config=config.to_dict(), replicas=self.strategy.num_replicas_in_sync,
             data=f"{config.dataset} validation split" + (" (JPEG copy)" if config.data_dir else ""),
-            resumed_from=self.resumed_from, epoch_seconds=epoch_times["wall_seconds"],
-            epoch_cpu_seconds=epoch_times["cpu_seconds"],
+            resumed_from=self.resumed_from, initialized_from=config.init_from or None,
+            epoch_seconds=epoch_times["wall_seconds"], epoch_cpu_seconds=epoch_times["cpu_seconds"],
             # This invocation's wall clock, from loading the data to the saved model (validations included).
             invocation_seconds=round(time.perf_counter() - self._started, 1),
             validation=rows,

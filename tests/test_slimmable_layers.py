@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from oat_tf.layers import FiLM, SlimmableConv2D, SlimmableDense
+from oat_tf.layers.fake_quantization import fake_quantize_activations, fake_quantize_kernel
 
 
 @pytest.mark.parametrize("kernel_size,strides", [(3, 1), (3, 2), (1, 1), (1, 2)])
@@ -69,3 +70,42 @@ def test_film_is_an_affine_map_per_sample_and_channel(rng):
     np.testing.assert_allclose(
         b_half, leaky(hidden_half @ np.asarray(layer.beta_kernel)[:8, :4] + np.asarray(layer.beta_bias)[:4]), atol=1e-5
     )
+
+
+def test_fake_quantization_rounds_to_int8_levels_with_straight_through_gradients(rng):
+    x = tf.constant(rng.normal(size=(4, 6, 6, 8)).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fake_quantize_activations(x)
+    step = float(tf.reduce_max(x) - tf.reduce_min(x)) / 255
+    assert len(np.unique(np.asarray(y))) <= 256
+    assert np.abs(np.asarray(y - x)).max() <= 0.5 * step * 1.01 and np.abs(np.asarray(y - x)).max() > 0.1 * step
+    # Straight through, except at an extreme that the zero-exact (nudged) range leaves just outside.
+    gradient = np.asarray(tape.gradient(y, x))
+    assert set(np.unique(gradient)) <= {0.0, 1.0} and (gradient == 0).sum() <= 2
+    kernel = tf.constant(rng.normal(size=(3, 3, 8, 5)).astype("float32") * np.arange(1, 6, dtype="float32"))
+    rounded = np.asarray(fake_quantize_kernel(kernel))
+    bound = np.abs(np.asarray(kernel)).max(axis=(0, 1, 2))
+    codes = rounded / (bound / 127)  # per output channel: integers in −127 … 127
+    np.testing.assert_allclose(codes, np.round(codes), atol=1e-3)
+    assert np.abs(codes).max() <= 127 + 1e-3 and np.abs(rounded - np.asarray(kernel)).max() <= (bound / 254).max() * 1.01
+
+
+@pytest.mark.parametrize("layer_type", ["conv", "dense"])
+def test_fake_quantize_acts_in_training_only(rng, layer_type):
+    if layer_type == "conv":
+        x = tf.constant(rng.uniform(size=(2, 8, 8, 8)).astype("float32"))
+        make = lambda quantize: SlimmableConv2D(8, 3, widths=(0.5, 1.0), fake_quantize=quantize)  # noqa: E731
+    else:
+        x = tf.constant(rng.uniform(size=(2, 8)).astype("float32"))
+        make = lambda quantize: SlimmableDense(4, widths=(0.5, 1.0), fake_quantize=quantize)  # noqa: E731
+    plain, quantized = make(False), make(True)
+    plain.build(x.shape), quantized.build(x.shape)
+    for a, b in zip(quantized.weights, plain.weights):
+        a.assign(b)
+    half = x[..., :4]
+    np.testing.assert_array_equal(quantized(half, width=0.5), plain(half, width=0.5))
+    trained, reference = quantized(half, width=0.5, training=True), plain(half, width=0.5, training=True)
+    error = np.abs(np.asarray(trained - reference))
+    assert 0 < error.max() < 0.05 * np.abs(np.asarray(reference)).max()
+    assert type(quantized).from_config(quantized.get_config()).fake_quantize

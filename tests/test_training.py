@@ -427,3 +427,30 @@ def test_lambda_one_samples_take_no_clean_pass(tiny_folder, tmp_path):
     np.testing.assert_allclose(results[1.0][0], results[0.5][0], rtol=1e-5)
     np.testing.assert_allclose(results[1.0][1], results[0.5][1] * 0.1 / 0.19, rtol=1e-4, atol=1e-7)
     assert np.abs(results[1.0][1]).max() > 1e-3
+
+
+def test_fine_tuning_starts_from_another_runs_weights(tiny_folder, tmp_path):
+    keras.utils.set_random_seed(0)
+    source = Trainer(tiny_config(tiny_folder, tmp_path / "source"))
+    source.train()
+    tuned = Trainer(tiny_config(tiny_folder, tmp_path / "tuned", init_from=str(tmp_path / "source"),
+                                fake_quantize=True, learning_rate=0.01))
+    assert all(np.array_equal(a, b) for a, b in zip(tuned.model.weights, source.model.weights))
+    assert tuned.describe().startswith(f"quantization-aware fine-tuning OAT from {tmp_path / 'source'} on cifar10")
+    summary = tuned.train()
+    after = tuned.model.trainable_variables
+    assert any(not np.allclose(a, b) for a, b in zip(source.model.trainable_variables, after))
+    assert all(np.isfinite(np.asarray(v)).all() for v in after)
+    assert summary["initialized_from"] == str(tmp_path / "source")
+    # A rerun resumes from the fine-tune's own checkpoint, not the source's.
+    assert Trainer(tiny_config(tiny_folder, tmp_path / "tuned", init_from=str(tmp_path / "source"),
+                               fake_quantize=True, learning_rate=0.01)).resumed_from is not None
+    with pytest.raises(ValueError, match="different fake_quantize"):
+        Trainer(tiny_config(tiny_folder, tmp_path / "tuned", init_from=str(tmp_path / "source")))
+    with pytest.raises(ValueError, match=r"trained a different network: width_multiplier=0.25 there, 0.5 here"):
+        Trainer(tiny_config(tiny_folder, tmp_path / "other", init_from=str(tmp_path / "source"), width_multiplier=0.5))
+    with pytest.raises(FileNotFoundError, match="is not a training run with a checkpoint"):
+        Trainer(tiny_config(tiny_folder, tmp_path / "other", init_from=str(tmp_path / "missing")))
+    assert not (tmp_path / "other").exists()  # refused before anything was written
+    with pytest.raises(ValueError, match="init_from names the run directory itself"):
+        tiny_config(tiny_folder, tmp_path / "tuned", init_from=str(tmp_path / "tuned")).validate()

@@ -53,6 +53,9 @@ for name, kind, help_text in [
     ("eval_every", "integer", "Validate every k epochs and after the last."),
     ("eval_examples", "integer", "Validation images for SA/RA."), ("eval_attack", "string", "Validation attack."),
     ("xla", "bool", "XLA-compile the attack."), ("seed", "integer", "Seed."),
+    ("init_from", "string", "Fine-tune: start from this run directory's last checkpoint (the same network)."),
+    ("fake_quantize", "bool", "Quantization-aware training: every convolution's and the classifier's input and "
+                              "kernel rounded to int8 in training, as the full-int8 file rounds them."),
 ]:
     getattr(flags, f"DEFINE_{kind}")(name, None, help_text)
 
@@ -64,7 +67,7 @@ def config_from_flags():
                  "adapter_share", "clean_share", "film_lr_scale", "joint_forward", "lam", "epochs", "batch_size",
                  "learning_rate", "momentum", "weight_decay", "train_attack", "epsilon_255", "train_examples",
                  "validation_size", "eval_every", "eval_examples", "eval_attack", "xla", "seed", "continuous_lam",
-                 "normal_bn", "width_loss"):
+                 "normal_bn", "width_loss", "init_from", "fake_quantize"):
         if getattr(FLAGS, name) is not None:
             values[name] = getattr(FLAGS, name)
     if FLAGS.lam_set is not None:

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from oat_tf.layers.fake_quantization import fake_quantize_activations, fake_quantize_kernel
 from oat_tf.layers.slimming import channels_at, validate_widths, width_index
 
 
@@ -14,6 +15,8 @@ class SlimmableConv2D(keras.layers.Layer):
     shape (B, H, W, c_in) with c_in ≤ C_in uses the first c_in input channels; at
     width α the output has the first ⌊α·filters⌋ channels (all `filters` when
     `slim_output=False`). Output (B, H', W', c_out). Build it on a full-width input.
+    With `fake_quantize`, training calls see the input and the active kernel rounded as a full-int8
+    file rounds them (`oat_tf.layers.fake_quantization`); inference calls compute in float.
     """
 
     def __init__(
@@ -25,6 +28,7 @@ class SlimmableConv2D(keras.layers.Layer):
         slim_output=True,
         use_bias=False,
         kernel_initializer="he_normal",
+        fake_quantize=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -35,6 +39,7 @@ class SlimmableConv2D(keras.layers.Layer):
         self.slim_output = bool(slim_output)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.fake_quantize = bool(fake_quantize)
 
     def build(self, input_shape):
         k = self.kernel_size
@@ -47,11 +52,13 @@ class SlimmableConv2D(keras.layers.Layer):
         width_index(self.widths, width)
         return channels_at(width, self.filters) if self.slim_output else self.filters
 
-    def call(self, inputs, width=1.0):
+    def call(self, inputs, width=1.0, training=False):
         c_in, c_out = int(inputs.shape[-1]), self.output_channels(width)
         kernel = self.kernel
         if (c_in, c_out) != tuple(kernel.shape[2:]):
             kernel = kernel[:, :, :c_in, :c_out]
+        if self.fake_quantize and training:
+            inputs, kernel = fake_quantize_activations(inputs), fake_quantize_kernel(kernel)
         strides = self.strides
         if self.kernel_size == 1 and strides > 1:
             # Same result as a strided 1×1 conv; TF 2.21's oneDNN backprop of strided 1×1
@@ -76,5 +83,6 @@ class SlimmableConv2D(keras.layers.Layer):
             slim_output=self.slim_output,
             use_bias=self.use_bias,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            fake_quantize=self.fake_quantize,
         )
         return config

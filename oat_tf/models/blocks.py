@@ -14,7 +14,9 @@ class _ResidualBlock(keras.layers.Layer):
     `norm` holds the ConditionalNorm options (widths, dual, film, synchronized, film_form, private_share);
     `shortcut_film` says whether FiLM also follows the norm of a projection shortcut (basic
     blocks only: a pre-activation shortcut has no norm of its own); `adapter_share` > 0 adds a
-    `LambdaAdapter` of rank max(1, round(share·C_out)) per end to each 3×3 convolution. Every block is
+    `LambdaAdapter` of rank max(1, round(share·C_out)) per end to each 3×3 convolution;
+    `fake_quantize` rounds the convolutions' inputs and kernels to int8 in training (`SlimmableConv2D`;
+    the adapters stay float). Every block is
     called as block(x, code, adversarial, width=α, training=..., lam=λ, affines=...) (`affines`: the
     tabulated network's per-norm (scale, shift) list, see `ConditionalNorm`) with x of shape
     (B, H, W, C_in,α) and returns (B, H/stride, W/stride, C_out,α).
@@ -27,21 +29,23 @@ class _ResidualBlock(keras.layers.Layer):
     NORMALIZED_CONVOLUTIONS = ()
 
     def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, adapter_share=0.0,
-                 **kwargs):
+                 fake_quantize=False, **kwargs):
         super().__init__(**kwargs)
         self.in_channels, self.out_channels, self.stride = int(in_channels), int(out_channels), int(stride)
         self.norm_options = dict(norm or {})
         self.shortcut_film = bool(shortcut_film)
         self.adapter_share = float(adapter_share)
+        self.fake_quantize = bool(fake_quantize)
         widths = self.norm_options.get("widths", (1.0,))
         biased = {conv for conv, _ in self.NORMALIZED_CONVOLUTIONS} if self.norm_options.get("tabulated") else set()
-        self.conv1 = SlimmableConv2D(out_channels, 3, stride, widths, use_bias="conv1" in biased, name="conv1")
-        self.conv2 = SlimmableConv2D(out_channels, 3, 1, widths, use_bias="conv2" in biased, name="conv2")
+        conv = dict(widths=widths, fake_quantize=self.fake_quantize)
+        self.conv1 = SlimmableConv2D(out_channels, 3, stride, use_bias="conv1" in biased, name="conv1", **conv)
+        self.conv2 = SlimmableConv2D(out_channels, 3, 1, use_bias="conv2" in biased, name="conv2", **conv)
         rank = max(1, round(self.adapter_share * out_channels))
         self.adapters = [LambdaAdapter(out_channels, 3, s, rank, widths, name=f"adapter{i + 1}")
                          for i, s in enumerate((stride, 1))] if self.adapter_share else None
         self.projects = stride != 1 or in_channels != out_channels
-        self.shortcut = (SlimmableConv2D(out_channels, 1, stride, widths, use_bias="shortcut" in biased, name="shortcut")
+        self.shortcut = (SlimmableConv2D(out_channels, 1, stride, use_bias="shortcut" in biased, name="shortcut", **conv)
                          if self.projects else None)
 
     def normalized_convolutions(self):
@@ -61,7 +65,7 @@ class _ResidualBlock(keras.layers.Layer):
         config = super().get_config()
         config.update(
             in_channels=self.in_channels, out_channels=self.out_channels, stride=self.stride, norm=self.norm_options,
-            shortcut_film=self.shortcut_film, adapter_share=self.adapter_share,
+            shortcut_film=self.shortcut_film, adapter_share=self.adapter_share, fake_quantize=self.fake_quantize,
         )
         return config
 
@@ -77,8 +81,9 @@ class BasicBlock(_ResidualBlock):
     NORMALIZED_CONVOLUTIONS = (("conv1", "norm1"), ("conv2", "norm2"), ("shortcut", "shortcut_norm"))
 
     def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, adapter_share=0.0,
-                 **kwargs):
-        super().__init__(in_channels, out_channels, stride, norm, shortcut_film, adapter_share, **kwargs)
+                 fake_quantize=False, **kwargs):
+        super().__init__(in_channels, out_channels, stride, norm, shortcut_film, adapter_share, fake_quantize,
+                         **kwargs)
         self.norm1 = self._norm(out_channels, "norm1")
         self.norm2 = self._norm(out_channels, "norm2")
         film = self.norm_options.get("film", True) and self.shortcut_film
@@ -102,8 +107,9 @@ class PreActBlock(_ResidualBlock):
     NORMALIZED_CONVOLUTIONS = (("conv1", "norm2"),)
 
     def __init__(self, in_channels, out_channels, stride=1, norm=None, shortcut_film=True, adapter_share=0.0,
-                 **kwargs):
-        super().__init__(in_channels, out_channels, stride, norm, shortcut_film, adapter_share, **kwargs)
+                 fake_quantize=False, **kwargs):
+        super().__init__(in_channels, out_channels, stride, norm, shortcut_film, adapter_share, fake_quantize,
+                         **kwargs)
         self.norm1 = self._norm(in_channels, "norm1")
         self.norm2 = self._norm(out_channels, "norm2")
 

@@ -52,6 +52,9 @@ class OATNetwork(keras.Model):
     (`route_table`), so each norm costs a multiply and an add. It has no encoding, FiLM or batch-norm
     weights and cannot train; the convolutions that a norm follows have a bias, so that they can hold
     the batch norms' statistics. `table_storage` is the two tables' `LambdaTable` storage.
+
+    `fake_quantize` (quantization-aware training) rounds every convolution's and the classifier's
+    input and kernel to int8 in training calls, as a full-int8 file does; inference is float.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class OATNetwork(keras.Model):
         norm_routing="switch",
         norm_table_knots=None,
         table_storage="float32",
+        fake_quantize=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -105,6 +109,7 @@ class OATNetwork(keras.Model):
             raise ValueError(f"adapter_share must lie in [0, 1], got {adapter_share}.")
         self.norm_table_knots = None if norm_table_knots is None else [[float(t) for t in k] for k in norm_table_knots]
         self.table_storage = table_storage
+        self.fake_quantize = bool(fake_quantize)
         tabulated = self.norm_table_knots is not None
         if tabulated and (self.private_share or self.adapter_share):
             raise ValueError("only norms whose affine depends on λ alone can be tabulated: no private_share or "
@@ -118,7 +123,8 @@ class OATNetwork(keras.Model):
             if self.film and not tabulated
             else None
         )
-        self.stem = SlimmableConv2D(self.stem_channels, 3, 1, self.widths, use_bias=tabulated and not preact, name="stem")
+        self.stem = SlimmableConv2D(self.stem_channels, 3, 1, self.widths, use_bias=tabulated and not preact,
+                                    fake_quantize=self.fake_quantize, name="stem")
         self.stem_norm = None if preact else ConditionalNorm(self.stem_channels, name="stem_norm", **norm)
         self.blocks = []
         channels = self.stem_channels
@@ -126,11 +132,12 @@ class OATNetwork(keras.Model):
             for j in range(count):
                 self.blocks.append(
                     BLOCKS[block](channels, out_channels, stride if j == 0 else 1, norm, self.shortcut_film,
-                                  self.adapter_share, name=f"stage{i + 1}_block{j + 1}")
+                                  self.adapter_share, self.fake_quantize, name=f"stage{i + 1}_block{j + 1}")
                 )
                 channels = out_channels
         self.final_norm = ConditionalNorm(channels, name="final_norm", **norm) if preact else None
-        self.classifier = SlimmableDense(self.num_classes, self.widths, name="classifier")
+        self.classifier = SlimmableDense(self.num_classes, self.widths, fake_quantize=self.fake_quantize,
+                                         name="classifier")
         self.film_table = self.route_table = None
         if tabulated:
             norms = self.conditional_norms()
@@ -271,5 +278,6 @@ class OATNetwork(keras.Model):
             norm_routing=self.norm_routing,
             norm_table_knots=self.norm_table_knots,
             table_storage=self.table_storage,
+            fake_quantize=self.fake_quantize,
         )
         return config
