@@ -66,7 +66,7 @@ class TrainConfig:
     xla: bool = False  # XLA made PGD slower on a 2-core CPU with TF 2.21 (see the README)
     seed: int = 0
     init_from: str = ""  # fine-tuning: start from this run directory's last checkpoint (same network)
-    fake_quantize: bool = False  # quantization-aware training: int8-rounded conv/classifier inputs and kernels
+    fake_quantize: bool = False  # quantization-aware training: int8-rounded convolution inputs and kernels
 
     @property
     def variant(self):

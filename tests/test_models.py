@@ -112,13 +112,13 @@ def test_every_conditioning_option_follows_a_float64_policy(rng, encoding):
 
 
 def test_fake_quantize_changes_training_calls_only(rng):
-    # Keras passes `training` down to every convolution and the classifier without the blocks naming it.
+    # Keras passes `training` down to every convolution without the blocks naming it.
     inputs = {"image": images(rng, 4), "lam": np.array([0.0, 0.2, 1.0, 0.0], "float32")}
     plain = build_model("resnet8", "oats", width_multiplier=0.5)
     quantized = build_model("resnet8", "oats", width_multiplier=0.5, fake_quantize=True)
     for a, b in zip(quantized.weights, plain.weights):
         a.assign(b)
-    assert quantized.blocks[-1].shortcut.fake_quantize and quantized.classifier.fake_quantize
+    assert quantized.stem.fake_quantize and quantized.blocks[-1].shortcut.fake_quantize
     for width in quantized.widths:
         np.testing.assert_array_equal(quantized(inputs, width=width), plain(inputs, width=width))
         trained = np.asarray(quantized(inputs, width=width, training=True))

@@ -54,8 +54,8 @@ for name, kind, help_text in [
     ("eval_examples", "integer", "Validation images for SA/RA."), ("eval_attack", "string", "Validation attack."),
     ("xla", "bool", "XLA-compile the attack."), ("seed", "integer", "Seed."),
     ("init_from", "string", "Fine-tune: start from this run directory's last checkpoint (the same network)."),
-    ("fake_quantize", "bool", "Quantization-aware training: every convolution's and the classifier's input and "
-                              "kernel rounded to int8 in training, as the full-int8 file rounds them."),
+    ("fake_quantize", "bool", "Quantization-aware training: every convolution's input and kernel rounded to int8 "
+                              "in training, as the full-int8 file rounds them."),
 ]:
     getattr(flags, f"DEFINE_{kind}")(name, None, help_text)
 

@@ -3,7 +3,6 @@
 import keras
 from keras import ops
 
-from oat_tf.layers.fake_quantization import fake_quantize_activations, fake_quantize_kernel
 from oat_tf.layers.slimming import channels_at, validate_widths, width_index
 
 
@@ -14,13 +13,10 @@ class SlimmableDense(keras.layers.Layer):
     An input (B, d_in) with d_in ≤ D_in uses the first d_in rows of the kernel. The
     output is (B, units), or (B, ⌊α·units⌋) at width α when `slim_output=True`
     (a classifier head keeps `slim_output=False`). Build it on a full-width input.
-    With `fake_quantize`, training calls see the input and the active kernel rounded to int8 as in
-    `SlimmableConv2D`; inference calls compute in float.
     """
 
-    def __init__(self, units, widths=(1.0,), slim_output=False, fake_quantize=False, **kwargs):
+    def __init__(self, units, widths=(1.0,), slim_output=False, **kwargs):
         super().__init__(**kwargs)
-        self.fake_quantize = bool(fake_quantize)
         self.units = int(units)
         self.widths = validate_widths(widths)
         self.slim_output = bool(slim_output)
@@ -34,18 +30,14 @@ class SlimmableDense(keras.layers.Layer):
         width_index(self.widths, width)
         return channels_at(width, self.units) if self.slim_output else self.units
 
-    def call(self, inputs, width=1.0, training=False):
+    def call(self, inputs, width=1.0):
         d_in, d_out = int(inputs.shape[-1]), self.output_units(width)
-        kernel = self.kernel[:d_in, :d_out]
-        if self.fake_quantize and training:
-            inputs, kernel = fake_quantize_activations(inputs), fake_quantize_kernel(kernel)
-        return ops.matmul(inputs, kernel) + self.bias[:d_out]
+        return ops.matmul(inputs, self.kernel[:d_in, :d_out]) + self.bias[:d_out]
 
     def compute_output_shape(self, input_shape, width=1.0):
         return (input_shape[0], self.output_units(width))
 
     def get_config(self):
         config = super().get_config()
-        config.update(units=self.units, widths=list(self.widths), slim_output=self.slim_output,
-                      fake_quantize=self.fake_quantize)
+        config.update(units=self.units, widths=list(self.widths), slim_output=self.slim_output)
         return config

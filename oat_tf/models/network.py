@@ -53,8 +53,9 @@ class OATNetwork(keras.Model):
     weights and cannot train; the convolutions that a norm follows have a bias, so that they can hold
     the batch norms' statistics. `table_storage` is the two tables' `LambdaTable` storage.
 
-    `fake_quantize` (quantization-aware training) rounds every convolution's and the classifier's
-    input and kernel to int8 in training calls, as a full-int8 file does; inference is float.
+    `fake_quantize` (quantization-aware training) rounds every convolution's input and kernel to int8
+    in training calls, as the full-int8 file does; inference is float. The classifier stays float, as
+    in that file (`oat_tf.export.INT8_FLOAT_OPS`).
     """
 
     def __init__(
@@ -136,8 +137,7 @@ class OATNetwork(keras.Model):
                 )
                 channels = out_channels
         self.final_norm = ConditionalNorm(channels, name="final_norm", **norm) if preact else None
-        self.classifier = SlimmableDense(self.num_classes, self.widths, fake_quantize=self.fake_quantize,
-                                         name="classifier")
+        self.classifier = SlimmableDense(self.num_classes, self.widths, name="classifier")
         self.film_table = self.route_table = None
         if tabulated:
             norms = self.conditional_norms()
