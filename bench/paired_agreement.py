@@ -3,7 +3,9 @@
     python bench/paired_agreement.py --before=a_w0.5.json,a_w1.json --after=b_w0.5.json,b_w1.json \
         --route=converter --out results/bench/comparison.json
 
-Files pair up in order and must hold the same run, width, split and images. Per (width, λ) cell the
+Files pair up in order and must hold the same run, width, split and images; with `--across_runs`
+they may come from two runs whose splits hold the same images (the same seed and validation size,
+as a fine-tune and its control started from one run), paired by image index. Per (width, λ) cell the
 agreement before and after and their difference; per width and pooled over every cell the mean
 difference with the standard error of the paired per-image indicators (cells treated as
 independent) and, pooled, also the standard error with each image's cells summed (an image repeats
@@ -19,6 +21,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("before", None, "int8_routes JSON files of the reference files, one per width.", required=True)
 flags.DEFINE_list("after", None, "int8_routes JSON files of the candidate, in the same order.", required=True)
 flags.DEFINE_string("route", "converter", "Route whose agreement is compared.")
+flags.DEFINE_bool("across_runs", False, "Compare two runs' files (the same images: the runs share seed and "
+                  "validation size); by default both sets must come from one run.")
 flags.DEFINE_string("out", None, "Also write the JSON here (atomically).")
 
 _SAME = ("source_run", "width", "split", "examples", "data")
@@ -55,7 +59,8 @@ def main(argv):
     cells, widths, pooled, per_image = [], [], [], 0.0
     for before_path, after_path in zip(FLAGS.before, FLAGS.after):
         before, after = (_read(path) for path in (before_path, after_path))
-        differing = [key for key in _SAME if before.get(key) != after.get(key)]
+        same = _SAME[1:] if FLAGS.across_runs else _SAME
+        differing = [key for key in same if before.get(key) != after.get(key)]
         if differing:
             raise app.UsageError(f"{before_path} and {after_path} differ in {differing}.")
         old, new = _agrees(before, FLAGS.route), _agrees(after, FLAGS.route)

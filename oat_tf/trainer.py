@@ -422,8 +422,8 @@ class Trainer:
         summary = provenance(
             config=config.to_dict(), replicas=self.strategy.num_replicas_in_sync,
             data=f"{config.dataset} validation split" + (" (JPEG copy)" if config.data_dir else ""),
-            resumed_from=self.resumed_from, initialized_from=config.init_from or None,
-            epoch_seconds=epoch_times["wall_seconds"], epoch_cpu_seconds=epoch_times["cpu_seconds"],
+            resumed_from=self.resumed_from, epoch_seconds=epoch_times["wall_seconds"],
+            epoch_cpu_seconds=epoch_times["cpu_seconds"],
             # This invocation's wall clock, from loading the data to the saved model (validations included).
             invocation_seconds=round(time.perf_counter() - self._started, 1),
             validation=rows,

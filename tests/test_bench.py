@@ -25,8 +25,8 @@ def test_bundles_bench_compares_every_width_and_format_of_both_networks(tmp_path
     assert report["film"]["representation"]  # OATS's λ path form, as its manifest names it
 
 
-def _int8_routes_result(path, width, disagreeing):
-    result = dict(source_run="run", width=width, split="val", examples=10, data="d", command="c",
+def _int8_routes_result(path, width, disagreeing, source_run="run"):
+    result = dict(source_run=source_run, width=width, split="val", examples=10, data="d", command="c",
                   results=[dict(route="converter", disagreeing_images=disagreeing)])
     path.write_text(json.dumps(result))
     return str(path)
@@ -52,3 +52,10 @@ def test_paired_agreement_compares_the_same_images_cell_by_cell(tmp_path):
     mismatched = _int8_routes_result(tmp_path / "m.json", 0.75, {"0.0": [], "1.0": []})
     command[2:4] = [f"--before={before[0]}", f"--after={mismatched}"]
     assert run_step("bench/paired_agreement.py", command[:4], timeout=300).returncode != 0  # other width
+    # Another run's file on the same images: refused unless --across_runs says so; a width still must match.
+    other_run = _int8_routes_result(tmp_path / "o.json", 1.0, {"0.0": [1], "1.0": [4, 6]}, source_run="tuned")
+    command[2:4] = [f"--before={before[0]}", f"--after={other_run}"]
+    assert run_step("bench/paired_agreement.py", command[:4], timeout=300).returncode != 0
+    assert run_step("bench/paired_agreement.py", command[:4] + ["--across_runs"], timeout=300).returncode == 0
+    command[2:4] = [f"--before={before[0]}", f"--after={mismatched}"]
+    assert run_step("bench/paired_agreement.py", command[:4] + ["--across_runs"], timeout=300).returncode != 0

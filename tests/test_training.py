@@ -441,7 +441,7 @@ def test_fine_tuning_starts_from_another_runs_weights(tiny_folder, tmp_path):
     after = tuned.model.trainable_variables
     assert any(not np.allclose(a, b) for a, b in zip(source.model.trainable_variables, after))
     assert all(np.isfinite(np.asarray(v)).all() for v in after)
-    assert summary["initialized_from"] == str(tmp_path / "source")
+    assert summary["config"]["init_from"] == str(tmp_path / "source")
     # A rerun resumes from the fine-tune's own checkpoint, not the source's.
     assert Trainer(tiny_config(tiny_folder, tmp_path / "tuned", init_from=str(tmp_path / "source"),
                                fake_quantize=True, learning_rate=0.01)).resumed_from is not None
