@@ -36,6 +36,7 @@ flags.DEFINE_integer("rounds", 3, "Rounds of timing, the two networks' files alt
 flags.DEFINE_bool("latency", True, "Time the files (sizes only when false).")
 flags.DEFINE_string("workdir", None, "Where the bundles are written (default: a new temporary directory).")
 flags.DEFINE_string("out", None, "Also write the JSON here (atomically).")
+flags.DEFINE_string("table_from", None, "Print the Markdown table of an earlier run's JSON and exit (no export, no timing).")
 
 
 def litert_benchmark(path, threads, runs):
@@ -48,8 +49,29 @@ def litert_benchmark(path, threads, runs):
     return dict(median_ms=latency["median_ms"], p95_ms=latency["p95_ms"])
 
 
+def markdown_table(result, tool="litert_benchmark"):
+    """The README's table from a run's JSON: per width and format, size and `tool`'s median latency at each
+    thread count, plain / OATS and their ratio."""
+    rows = {(r["variant"], r["width"], r["format"]): r for r in result["results"]}
+    threads = sorted({int(k.split("_")[-2]) for r in result["results"] for k in r if k.startswith(f"{tool}_")})
+    pair = lambda plain, oats, unit: f"{plain:.{unit}f} / {oats:.{unit}f} ({oats / plain:.2f}×)"  # noqa: E731
+    lines = ["| width | format | size MB plain / OATS | "
+             + " | ".join(f"{t} thread{'s' if t > 1 else ''} ms plain / OATS" for t in threads) + " |",
+             "|---" * (3 + len(threads)) + "|"]
+    for width, fmt in sorted({(w, f) for _, w, f in rows}, key=lambda k: (k[0], FORMATS.index(k[1]))):
+        plain, oats = rows["slimmable", width, fmt], rows["oats", width, fmt]
+        cells = [pair(plain["size_bytes"] / 1e6, oats["size_bytes"] / 1e6, 1)]
+        cells += [pair(plain[f"{tool}_{t}_threads"]["median_ms"], oats[f"{tool}_{t}_threads"]["median_ms"], 2)
+                  for t in threads if f"{tool}_{t}_threads" in plain]
+        lines.append(f"| {width:g} | {fmt} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv):
     del argv
+    if FLAGS.table_from:
+        print(markdown_table(json.load(open(FLAGS.table_from))))
+        return
     import keras
 
     from oat_tf import build_model
@@ -101,6 +123,7 @@ def main(argv):
                         batch=1, runs=FLAGS.runs, rounds=FLAGS.rounds, film=film, results=rows)
     if FLAGS.out:
         write_json(FLAGS.out, result)
+    print(markdown_table(result))
 
 
 if __name__ == "__main__":

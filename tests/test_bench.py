@@ -23,6 +23,16 @@ def test_bundles_bench_compares_every_width_and_format_of_both_networks(tmp_path
         for timer in ("interpreter_1_threads", "litert_benchmark_1_threads"):
             assert len(row[timer]["round_medians_ms"]) == 2 and row[timer]["median_ms"] > 0
     assert report["film"]["representation"]  # OATS's λ path form, as its manifest names it
+    # The README's table: one line per width and format, LiteRT's own tool's medians, OATS over plain.
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 6
+    plain, oats = rows["slimmable", 0.5, "int8"], rows["oats", 0.5, "int8"]
+    plain_ms, oats_ms = (r["litert_benchmark_1_threads"]["median_ms"] for r in (plain, oats))
+    assert f"| 0.5 | int8 | {plain['size_bytes'] / 1e6:.1f} / {oats['size_bytes'] / 1e6:.1f} " in "\n".join(table)
+    assert f"{plain_ms:.2f} / {oats_ms:.2f} ({oats_ms / plain_ms:.2f}×) |" in "\n".join(table)
+    reprinted = run_step("--table_from", [sys.executable, command[1], f"--table_from={out}"], timeout=120)
+    assert reprinted.returncode == 0, reprinted.stderr[-3000:]
+    assert [line for line in reprinted.stdout.splitlines() if line.startswith("| ")] == table
 
 
 def _int8_routes_result(path, width, disagreeing, source_run="run"):
