@@ -8,11 +8,15 @@ manifest's `film`) from seeded random weights: size and latency do not depend on
 file is timed by this package's interpreter loop (`TFLiteModel.latency_ms`) and by LiteRT's own
 `litert-benchmark`, at each thread count, the plain and the OATS file of a width and format in
 turn for `--rounds` rounds (the median of the rounds' medians is reported, and each round's);
-run it on a quiet machine.
+run it on a quiet machine. `--instructions` also counts each file's instructions per inference under
+valgrind's callgrind, a number that does not move with the machine's load (`--latency=false
+--instructions` can run beside other work). The last lines printed are the README's table
+(`--table_from=<json>` prints it again).
 """
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -34,6 +38,8 @@ flags.DEFINE_integer("runs", 100, "Timed invocations per file, tool and thread c
 flags.DEFINE_integer("rounds", 3, "Rounds of timing, the two networks' files alternating; the median round counts.",
                      lower_bound=1)
 flags.DEFINE_bool("latency", True, "Time the files (sizes only when false).")
+flags.DEFINE_bool("instructions", False, "Also count each file's instructions per inference under valgrind's callgrind "
+                  "(1 thread; a count, so it does not depend on the machine's load).")
 flags.DEFINE_string("workdir", None, "Where the bundles are written (default: a new temporary directory).")
 flags.DEFINE_string("out", None, "Also write the JSON here (atomically).")
 flags.DEFINE_string("table_from", None, "Print the Markdown table of an earlier run's JSON and exit (no export, no timing).")
@@ -49,21 +55,50 @@ def litert_benchmark(path, threads, runs):
     return dict(median_ms=latency["median_ms"], p95_ms=latency["p95_ms"])
 
 
+# One file's inferences in a process of their own, with nothing but LiteRT imported.
+_INVOKE = """
+import sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+runner = Interpreter(model_path=sys.argv[1], num_threads=1).get_signature_runner()
+image = np.random.default_rng(0).random((1, *runner.get_input_details()["image"]["shape"][1:]), dtype=np.float32)
+for _ in range(int(sys.argv[2])):
+    runner(image=image, lam=np.array([0.2], np.float32))
+"""
+INSTRUCTION_RUNS = (2, 12)  # inferences per process: the difference cancels start-up, loading and the first call
+
+
+def instructions_per_inference(path):
+    """Instructions one batch-1 inference of `path` executes (1 thread), counted by callgrind: the
+    difference between two processes that run INSTRUCTION_RUNS inferences, divided by their difference."""
+    counts = []
+    for runs in INSTRUCTION_RUNS:
+        done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c",
+                               _INVOKE, path, str(runs)], capture_output=True, text=True, check=True,
+                              env=dict(os.environ, PYTHONHASHSEED="0"))
+        counts.append(int(re.search(r"I\s+refs:\s+([\d,]+)", done.stderr).group(1).replace(",", "")))
+    return round((counts[1] - counts[0]) / (INSTRUCTION_RUNS[1] - INSTRUCTION_RUNS[0]))
+
+
 def markdown_table(result, tool="litert_benchmark"):
-    """The README's table from a run's JSON: per width and format, size and `tool`'s median latency at each
-    thread count, plain / OATS and their ratio."""
+    """The README's table from a run's JSON: per width and format, plain / OATS (and their ratio) in size,
+    `tool`'s median latency at each thread count and, if counted, instructions per inference."""
     rows = {(r["variant"], r["width"], r["format"]): r for r in result["results"]}
     threads = sorted({int(k.split("_")[-2]) for r in result["results"] for k in r if k.startswith(f"{tool}_")})
+    counted = all("instructions_per_inference" in r for r in result["results"])
     pair = lambda plain, oats, unit: f"{plain:.{unit}f} / {oats:.{unit}f} ({oats / plain:.2f}×)"  # noqa: E731
-    lines = ["| width | format | size MB plain / OATS | "
-             + " | ".join(f"{t} thread{'s' if t > 1 else ''} ms plain / OATS" for t in threads) + " |",
-             "|---" * (3 + len(threads)) + "|"]
+    header = ["width", "format", "size MB plain / OATS",
+              *(f"{t} thread{'s' if t > 1 else ''} ms plain / OATS" for t in threads),
+              *(["M instructions plain / OATS"] if counted else [])]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for width, fmt in sorted({(w, f) for _, w, f in rows}, key=lambda k: (k[0], FORMATS.index(k[1]))):
         plain, oats = rows["slimmable", width, fmt], rows["oats", width, fmt]
-        cells = [pair(plain["size_bytes"] / 1e6, oats["size_bytes"] / 1e6, 1)]
+        cells = [f"{width:g}", fmt, pair(plain["size_bytes"] / 1e6, oats["size_bytes"] / 1e6, 1)]
         cells += [pair(plain[f"{tool}_{t}_threads"]["median_ms"], oats[f"{tool}_{t}_threads"]["median_ms"], 2)
-                  for t in threads if f"{tool}_{t}_threads" in plain]
-        lines.append(f"| {width:g} | {fmt} | " + " | ".join(cells) + " |")
+                  for t in threads]
+        if counted:
+            cells.append(pair(plain["instructions_per_inference"] / 1e6, oats["instructions_per_inference"] / 1e6, 1))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -118,9 +153,13 @@ def main(argv):
                         spread: float(np.median([t[spread] for t in per_round])),
                         "round_medians_ms": [t["median_ms"] for t in per_round]}
             print(json.dumps({k: v for k, v in rows["oats", width, fmt].items() if k != "path"}), flush=True)
+    for row in rows.values() if FLAGS.instructions else ():
+        row["instructions_per_inference"] = instructions_per_inference(row["path"])
     rows = [{k: v for k, v in row.items() if k != "path"} for row in rows.values()]
     result = provenance(benchmark="bundles_at_scale", model=FLAGS.model, film_form=FLAGS.film_form, weights="random",
-                        batch=1, runs=FLAGS.runs, rounds=FLAGS.rounds, film=film, results=rows)
+                        batch=1, runs=FLAGS.runs, rounds=FLAGS.rounds, film=film,
+                        instructions=(dict(tool="valgrind --tool=callgrind", threads=1, inferences_per_process=INSTRUCTION_RUNS)
+                                      if FLAGS.instructions else None), results=rows)
     if FLAGS.out:
         write_json(FLAGS.out, result)
     print(markdown_table(result))
