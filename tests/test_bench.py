@@ -35,6 +35,25 @@ def test_bundles_bench_compares_every_width_and_format_of_both_networks(tmp_path
     assert [line for line in reprinted.stdout.splitlines() if line.startswith("| ")] == table
 
 
+def test_bundles_bench_counts_instructions_per_inference(tmp_path):
+    out = tmp_path / "instructions.json"
+    command = [sys.executable, os.path.join(ROOT, "bench", "resnet34_bundles.py"), "--model=resnet8",
+               "--formats=float32,int8", "--latency=false", "--instructions", f"--workdir={tmp_path / 'work'}",
+               f"--out={out}"]
+    result = run_step("bench/resnet34_bundles.py --instructions", command, timeout=900,
+                      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["instructions"]["tool"].startswith("valgrind")
+    counts = {(r["variant"], r["width"], r["format"]): r["instructions_per_inference"] for r in report["results"]}
+    assert len(counts) == 12 and all(count > 0 for count in counts.values())
+    for variant in ("slimmable", "oats"):  # a wider network executes more instructions
+        for fmt in ("float32", "int8"):
+            assert counts[variant, 0.5, fmt] < counts[variant, 0.75, fmt] < counts[variant, 1.0, fmt]
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert table[0].endswith("| M instructions plain / OATS |") and len(table) == 1 + 6
+
+
 def _int8_routes_result(path, width, disagreeing, source_run="run"):
     result = dict(source_run=source_run, width=width, split="val", examples=10, data="d", command="c",
                   results=[dict(route="converter", disagreeing_images=disagreeing)])
