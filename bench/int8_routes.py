@@ -37,6 +37,9 @@ flags.DEFINE_enum("split", "test", ["val", "test"],
 flags.DEFINE_integer("examples", 1000, "Images for agreement (a seeded random sample of the split).", lower_bound=1)
 flags.DEFINE_list("lambdas", ["0", "0.2", "1"], "λ values for agreement.")
 flags.DEFINE_integer("representative_examples", 200, "Training images that calibrate int8.", lower_bound=1)
+flags.DEFINE_enum("activation_ranges", "minmax", ["minmax", "mse"],
+                  "The converter route's int8 activation ranges: the calibration's extremes or least error "
+                  "(`oat_tf.activation_ranges`).")
 flags.DEFINE_list("routes", ["converter", "aeq_conv", "aeq_conv_fc_weights"], "Full-int8 routes to compare.")
 flags.DEFINE_list("threads", ["1", "2"], "Interpreter thread counts for latency.")
 flags.DEFINE_integer("runs", 200, "Timed invocations per file and thread count.", lower_bound=1)
@@ -98,7 +101,8 @@ def main(argv):
         write_saved_model(int8_served, int8_saved_model, [FLAGS.width])
     files = {"float32": convert(saved_model, "float32")}
     if "converter" in FLAGS.routes:
-        files["converter"] = convert(int8_saved_model, "int8", representative=representative)
+        files["converter"] = convert(int8_saved_model, "int8", representative=representative,
+                                     activation_ranges=FLAGS.activation_ranges)
     float_path = os.path.join(workdir, "float32.tflite")
     with open(float_path, "wb") as f:
         f.write(files["float32"])
@@ -131,7 +135,7 @@ def main(argv):
                         width_multiplier=config.width_multiplier, variant=config.variant, width=FLAGS.width,
                         norm_routing=config.norm_routing,
                         film=film if int8_film is None else dict(film, int8_files=int8_film), examples=FLAGS.examples,
-                        split=FLAGS.split,
+                        split=FLAGS.split, activation_ranges=FLAGS.activation_ranges,
                         data=(f"{config.dataset} test split, {FLAGS.examples} in a seeded random order (seed 0)"
                               if FLAGS.split == "test"
                               else f"{config.dataset} validation split of the run, its first {FLAGS.examples}"),

@@ -29,10 +29,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from oat_tf.activation_ranges import minimize_activation_mse
 from oat_tf.folding import FILM_TABLE_POINTS, compact_network, store_tables_int8
 from oat_tf.provenance import file_sha256
 
 FORMATS = ("float32", "float16", "dynamic_int8", "int8")
+ACTIVATION_RANGES = ("minmax", "mse")  # how full int8 sets each activation's range (see `convert`)
 # In "int8" these ops stay float32: the λ path (clamp, route test, encoding, FiLM MLPs or λ tables), the
 # per-sample affine of each norm, residual adds and the softmax. Convolutions (nearly all of the
 # compute) run in int8. Quantizing λ would send λ ≤ 0.002 down the clean route, and int8 FiLM
@@ -76,14 +78,18 @@ def write_saved_model(model, path, widths):
     archive.write_out(path, verbose=False)
 
 
-def convert(saved_model_dir, fmt, signature_keys=None, representative=None):
+def convert(saved_model_dir, fmt, signature_keys=None, representative=None, activation_ranges="minmax"):
     """TFLite flatbuffer bytes in `fmt` (one of FORMATS), builtin ops only.
 
     `representative` (full int8 only): a callable returning an iterator of
     {"image": (1, S, S, 3), "lam": (1,)} dicts drawn from the training split.
+    `activation_ranges` (full int8 only): "minmax", the calibration's extremes, or "mse", the
+    ranges of least quantization error on the calibration values (`oat_tf.activation_ranges`).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {list(FORMATS)}.")
+    if activation_ranges not in ACTIVATION_RANGES:
+        raise ValueError(f"unknown activation_ranges {activation_ranges!r}; choose from {list(ACTIVATION_RANGES)}.")
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=signature_keys)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if fmt != "float32":
@@ -99,6 +105,8 @@ def convert(saved_model_dir, fmt, signature_keys=None, representative=None):
             converter=converter, debug_dataset=representative,
             debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(INT8_FLOAT_OPS)),
         )
+        if activation_ranges == "mse":
+            debugger.calibrated_model = minimize_activation_mse(debugger.calibrated_model, representative)[0]
         return debugger.get_nondebug_quantized_model()
     return converter.convert()
 
