@@ -4,7 +4,7 @@ A bundle directory holds, for every exported width α:
 
     width_<α>/saved_model/               serving_default(image, lam) → {"logits", "probabilities"}
     width_<α>/model_<format>.tflite      format ∈ FORMATS
-    all_widths_float32.tflite            one file, one signature per width (only if ≤ 1.1× the full width's)
+    all_widths_float32.tflite            one file, one signature per width (with float32, if ≤ 1.1× the full width's)
     manifest.json                        widths, λ range and grid, input spec, classes, files, SA/RA table
 
 `image` is (batch, S, S, 3) float32 RGB in [0, 1], `lam` is (batch,) float32; the batch
@@ -256,7 +256,8 @@ def export_bundle(model, out_dir, class_names, representative, widths=None, form
             if int8_saved_model != saved_model:
                 shutil.rmtree(int8_saved_model)
         film = film if int8_film is None else dict(film, int8_files=int8_film)
-        combined = _combined_file(served, staging, widths) if len(widths) > 1 else None
+        # The combined file is float32 and measured against the full width's float32 file.
+        combined = _combined_file(served, staging, widths) if len(widths) > 1 and "float32" in formats else None
         for entry in files:
             entry.update(_file_facts(os.path.join(staging, entry["path"])))
         rows = evaluation(model, staging, files) if evaluation is not None else []

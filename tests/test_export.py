@@ -255,6 +255,16 @@ def test_picker_meets_the_target_or_says_why(bundle):
         pick(manifest, min_sa=1.5)
 
 
+def test_a_bundle_without_float32_has_no_combined_file(model, tmp_path):
+    """The combined file is float32 and sized against the full width's float32 file; without float32
+    files there is none, and the other formats are written for every width."""
+    manifest = export_lib.export_bundle(model, str(tmp_path / "b"), [str(i) for i in range(10)], None,
+                                        formats=["float16"])
+    assert manifest["combined_file"] is None
+    assert sorted((f["width"], f["format"]) for f in manifest["files"]) == sorted(
+        (w, f) for w in WIDTHS for f in ("float16", "saved_model"))
+
+
 def test_bad_inputs_fail_clearly_and_leave_no_bundle(run_dir, bundle, model, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="not a training run"):
         load_run(str(tmp_path))
