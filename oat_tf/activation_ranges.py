@@ -53,7 +53,7 @@ def _histograms(calibrated_model, ranges, representative, num_bins):
     for sample in representative():
         runner(**sample)
         for index, (low, high) in ranges.items():
-            values = np.clip(interpreter.get_tensor(index).ravel(), low, high)
+            values = np.clip(interpreter.get_tensor(index).ravel().astype(np.float64), low, high)
             counts[index] += np.histogram(values, bins=num_bins, range=(low, high))[0]
     return counts
 
