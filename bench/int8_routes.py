@@ -15,7 +15,7 @@ Agreement is the top-1 agreement with the float32 file per λ on real images in 
 order (the folder copy lists them class by class; until 2026-12-01 this took the first ones, all
 airplanes): the run's validation split (`--split=val`, for choosing between files) or the test split
 (for reports). `disagreeing_images` lists the indices that disagree, for paired comparisons
-(`bench/paired_agreement.py`). Routing checks that λ = 0.001 and 0.01 give outputs nearer the float
+(`bench/paired_agreement.py`), and `disagreement_margins` how near a tie the float decision was on them. Routing checks that λ = 0.001 and 0.01 give outputs nearer the float
 file's at that λ than at λ = 0 (switch routing only: with blended routing λ = 0.001 is 0.1 % of the way from BN_c
 to BN_a, less than any int8 file's error, so the comparison would be a coin toss; the JSON's
 `norm_routing` says which).
@@ -63,6 +63,19 @@ def quantize_with_recipe(float_path, recipe, calibration):
     engine = quantizer.Quantizer(float_path, recipe)
     result = engine.calibrate({"serving_default": calibration}, num_threads=1) if engine.need_calibration else None
     return bytes(engine.quantize(result, enable_progress_report=False).quantized_model)
+
+
+def near_tie_summary(float_logits, agrees):
+    """How close to a tie the float file's decision was on the images a quantized file disagrees on:
+    the median top-2 logit margin of all images and of those, and the share of those among the 10 %
+    of images with the smallest margins (1.0: every disagreement is a near-tie flip)."""
+    top2 = np.sort(float_logits, 1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    disagreeing = margin[~agrees]
+    return dict(median_margin=round(float(np.median(margin)), 4),
+                median_margin_disagreeing=round(float(np.median(disagreeing)), 4) if len(disagreeing) else None,
+                disagreeing_in_smallest_10pct_margins=(round(float(np.mean(disagreeing < np.quantile(margin, 0.1))), 4)
+                                                       if len(disagreeing) else None))
 
 
 def main(argv):
@@ -129,6 +142,7 @@ def main(argv):
         rows.append(dict(route=name, size_bytes=len(content), size_ratio=round(len(content) / len(files["float32"]), 3),
                          agreement=agreement,
                          disagreeing_images={lam: np.flatnonzero(~a).tolist() for lam, a in agrees.items()},
+                         disagreement_margins={lam: near_tie_summary(float_logits[float(lam)], a) for lam, a in agrees.items()},
                          routes_small_lambdas_adversarial=routed, latency=latency))
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "disagreeing_images"}))
     result = provenance(benchmark="int8_routes", source_run=FLAGS.checkpoint, model=config.model,

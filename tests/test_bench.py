@@ -88,3 +88,22 @@ def test_paired_agreement_compares_the_same_images_cell_by_cell(tmp_path):
     assert run_step("bench/paired_agreement.py", command[:4] + ["--across_runs"], timeout=300).returncode == 0
     command[2:4] = [f"--before={before[0]}", f"--after={mismatched}"]
     assert run_step("bench/paired_agreement.py", command[:4] + ["--across_runs"], timeout=300).returncode != 0
+
+
+def test_near_tie_summary_locates_disagreements_among_the_smallest_margins():
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("int8_routes", os.path.join(ROOT, "bench", "int8_routes.py"))
+    int8_routes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(int8_routes)
+    margins = np.linspace(0.01, 2.0, 100)  # image i's top-2 margin
+    logits = np.stack([margins, np.zeros(100), np.full(100, -5.0)], 1)
+    agrees = np.ones(100, bool)
+    agrees[[0, 3, 50]] = False  # two near-ties and one confident decision
+    summary = int8_routes.near_tie_summary(logits, agrees)
+    assert summary["median_margin"] == round(float(np.median(margins)), 4)
+    assert summary["median_margin_disagreeing"] == round(float(margins[3]), 4)
+    assert summary["disagreeing_in_smallest_10pct_margins"] == round(2 / 3, 4)
+    assert int8_routes.near_tie_summary(logits, np.ones(100, bool))["median_margin_disagreeing"] is None
