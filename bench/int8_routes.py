@@ -15,8 +15,9 @@ Agreement is the top-1 agreement with the float32 file per λ on real images in 
 order (the folder copy lists them class by class; until 2026-12-01 this took the first ones, all
 airplanes): the run's validation split (`--split=val`, for choosing between files) or the test split
 (for reports). `disagreeing_images` lists the indices that disagree, for paired comparisons
-(`bench/paired_agreement.py`), and `disagreement_margins` how near a tie the float decision was on them. Routing checks that λ = 0.001 and 0.01 give outputs nearer the float
-file's at that λ than at λ = 0 (switch routing only: with blended routing λ = 0.001 is 0.1 % of the way from BN_c
+(`bench/paired_agreement.py`), and `disagreement_margins` how near a tie the float decision was on
+them. Routing checks that λ = 0.001 and 0.01 give outputs nearer the float file's at that λ than at
+λ = 0 (switch routing only: with blended routing λ = 0.001 is 0.1 % of the way from BN_c
 to BN_a, less than any int8 file's error, so the comparison would be a coin toss; the JSON's
 `norm_routing` says which).
 """
