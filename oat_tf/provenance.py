@@ -36,14 +36,23 @@ def _git_commit():
         return "unknown"
 
 
+# Read when the run starts (this module is imported before any work): a commit made while a long run
+# goes on must not be taken for the code that ran.
+_COMMIT_AT_START = _git_commit()
+
+
 def provenance(**extra):
-    """Command, git commit, hardware, software versions and UTC time, plus `extra` fields."""
+    """Command, git commit (at process start; `commit_at_write` as well if the checkout changed since),
+    hardware, software versions and UTC time, plus `extra` fields."""
     import tensorflow as tf
 
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    commit_now = _git_commit()
+    changed = {} if commit_now == _COMMIT_AT_START else dict(commit_at_write=commit_now)
     return dict(
         command=" ".join([os.path.basename(sys.executable)] + sys.argv),
-        commit=_git_commit(),
+        commit=_COMMIT_AT_START,
+        **changed,
         hardware=dict(cpu=_cpu_model(), cores=os.cpu_count(), gpus=gpus),
         software=dict(python=platform.python_version(), tensorflow=tf.__version__),
         time_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -1,0 +1,39 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+# Imports provenance (the run starts), commits a change (as a developer would during a long run), then
+# writes the provenance (the run ends).
+_RUN = """
+import json, pathlib, subprocess, sys
+from package.provenance import provenance
+pathlib.Path("tracked.txt").write_text("changed during the run")
+subprocess.run(["git", "commit", "-qam", "during the run"], check=True)
+print(json.dumps(provenance()))
+"""
+
+
+def _git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_provenance_names_the_commit_the_run_started_from(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "package").mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, "oat_tf", "provenance.py"), repo / "package" / "provenance.py")
+    (repo / "tracked.txt").write_text("before the run")
+    _git(repo, "init", "-q")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    start = _git(repo, "rev-parse", "HEAD")
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", _RUN], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(done.stdout.splitlines()[-1])
+    assert record["commit"] == start
+    assert record["commit_at_write"] == _git(repo, "rev-parse", "HEAD") != start
