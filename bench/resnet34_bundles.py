@@ -8,7 +8,10 @@ manifest's `film`) from seeded random weights: size and latency do not depend on
 file is timed by this package's interpreter loop (`TFLiteModel.latency_ms`) and by LiteRT's own
 `litert-benchmark`, at each thread count, the plain and the OATS file of a width and format in
 turn for `--rounds` rounds (the median of the rounds' medians is reported, and each round's);
-run it on a quiet machine. `--instructions` also counts each file's steady-state instructions per
+run it on a quiet machine. `--interleaved_rounds=R` also times every file of a width round-robin in one
+process, R rounds each invoking every file once in a shuffled order, and reports OATS / plain as a ratio
+of medians with a bootstrap interval: drift of the machine's speed then falls on both files of a pair
+(`results/bench/latency_interleaved_plan.md`). `--instructions` also counts each file's steady-state instructions per
 inference (the first call left out) under valgrind's callgrind, a number that does not move with the
 machine's load (`--latency=false --instructions` can run beside other work). The last lines printed
 are the README's table (`--table_from=<json>` prints it again).
@@ -28,6 +31,7 @@ from oat_tf import ARCHITECTURES
 from oat_tf.export import FORMATS
 
 FLAGS = flags.FLAGS
+TIMERS = ("litert_benchmark", "interleaved")  # with a table each (the interpreter loop's numbers are in the JSON)
 VARIANTS = ("slimmable", "oats")  # the plain network first: the reference of each comparison
 flags.DEFINE_enum("model", "resnet34", sorted(ARCHITECTURES), "Zoo network.")
 flags.DEFINE_enum("film_form", "reference", ["reference", "identity"], "OATS's FiLM form.")
@@ -38,6 +42,8 @@ flags.DEFINE_integer("runs", 100, "Timed invocations per file, tool and thread c
 flags.DEFINE_integer("rounds", 3, "Rounds of timing, the two networks' files alternating; the median round counts.",
                      lower_bound=1)
 flags.DEFINE_bool("latency", True, "Time the files (sizes only when false).")
+flags.DEFINE_integer("interleaved_rounds", 0, "Also time every file of a width round-robin in one process: this many "
+                     "rounds, each invoking every file once in a shuffled order (0: off).", lower_bound=0)
 flags.DEFINE_bool("instructions", False, "Also count each file's instructions per inference under valgrind's callgrind "
                   "(1 thread; a count, so it does not depend on the machine's load).")
 flags.DEFINE_string("workdir", None, "Where the bundles are written (default: a new temporary directory).")
@@ -91,6 +97,36 @@ def instructions_per_inference(path):
     return round((_instructions(path, 1 + INSTRUCTION_INFERENCES) - first) / INSTRUCTION_INFERENCES), first
 
 
+def interleaved_latency(paths, threads, rounds, image, lam, warmup=20, seed=0):
+    """Wall time (ms) of each of `paths`, timed round-robin: every round invokes each file once (batch 1) in an
+    order shuffled per round, so that drift of the machine's speed falls on all files alike. Returns
+    (per file, rounds) times."""
+    import time
+
+    from oat_tf.export import TFLiteModel
+
+    runners = [TFLiteModel(path, num_threads=threads).runner for path in paths]
+    for runner in runners:
+        for _ in range(warmup):
+            runner(image=image, lam=lam)
+    rng, times = np.random.default_rng(seed), np.zeros((len(paths), rounds))
+    for r in range(rounds):
+        for i in rng.permutation(len(paths)):
+            start = time.perf_counter()
+            runners[i](image=image, lam=lam)
+            times[i, r] = time.perf_counter() - start
+    return times * 1e3
+
+
+def median_ratio(numerator, denominator, resamples=2000, seed=0):
+    """median(numerator) / median(denominator) of paired per-round times, with a 95 % bootstrap interval
+    (rounds resampled, each pair kept together)."""
+    picks = np.random.default_rng(seed).integers(0, len(numerator), (resamples, len(numerator)))
+    boot = np.median(numerator[picks], 1) / np.median(denominator[picks], 1)
+    return dict(ratio=float(np.median(numerator) / np.median(denominator)),
+                interval_95=[float(q) for q in np.percentile(boot, [2.5, 97.5])])
+
+
 def markdown_table(result, tool="litert_benchmark"):
     """The README's table from a run's JSON: per width and format, plain / OATS (and their ratio) in size,
     `tool`'s median latency at each thread count and, if counted, instructions per inference."""
@@ -101,22 +137,32 @@ def markdown_table(result, tool="litert_benchmark"):
     header = ["width", "format", "size MB plain / OATS",
               *(f"{t} thread{'s' if t > 1 else ''} ms plain / OATS" for t in threads),
               *(["M instructions plain / OATS"] if counted else [])]
+    intervals = {(r["width"], r["format"], r["threads"]): r["interval_95"]
+                 for r in (result.get("interleaved") or {}).get("oats_over_plain", []) if tool == "interleaved"}
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for width, fmt in sorted({(w, f) for _, w, f in rows}, key=lambda k: (k[0], FORMATS.index(k[1]))):
         plain, oats = rows["slimmable", width, fmt], rows["oats", width, fmt]
         cells = [f"{width:g}", fmt, pair(plain["size_bytes"] / 1e6, oats["size_bytes"] / 1e6, 1)]
-        cells += [pair(plain[f"{tool}_{t}_threads"]["median_ms"], oats[f"{tool}_{t}_threads"]["median_ms"], 2)
-                  for t in threads]
+        for t in threads:
+            cells.append(pair(plain[f"{tool}_{t}_threads"]["median_ms"], oats[f"{tool}_{t}_threads"]["median_ms"], 2))
+            if (width, fmt, t) in intervals:  # the ratio's 95 % bootstrap interval
+                cells[-1] = cells[-1][:-1] + ", {:.2f}–{:.2f})".format(*intervals[width, fmt, t])
         if counted:
             cells.append(pair(plain["instructions_per_inference"] / 1e6, oats["instructions_per_inference"] / 1e6, 1))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def tables(result):
+    """`markdown_table` for each timer the run used (LiteRT's tool by default, e.g. for sizes alone)."""
+    used = [tool for tool in TIMERS if any(key.startswith(f"{tool}_") for row in result["results"] for key in row)]
+    return "\n\n".join(markdown_table(result, tool) for tool in used or TIMERS[:1])
+
+
 def main(argv):
     del argv
     if FLAGS.table_from:
-        print(markdown_table(json.load(open(FLAGS.table_from))))
+        print(tables(json.load(open(FLAGS.table_from))))
         return
     import keras
 
@@ -164,6 +210,20 @@ def main(argv):
                         spread: float(np.median([t[spread] for t in per_round])),
                         "round_medians_ms": [t["median_ms"] for t in per_round]}
             print(json.dumps({k: v for k, v in rows["oats", width, fmt].items() if k != "path"}), flush=True)
+    ratios = []
+    for width in sorted({w for _, w, _ in rows}) if FLAGS.interleaved_rounds else ():
+        keys = [key for key in rows if key[1] == width]
+        for threads in (int(t) for t in FLAGS.threads):
+            times = interleaved_latency([rows[key]["path"] for key in keys], threads, FLAGS.interleaved_rounds,
+                                        image, lam)
+            per_file = dict(zip(keys, times))
+            for key, t in per_file.items():
+                rows[key][f"interleaved_{threads}_threads"] = dict(median_ms=float(np.median(t)),
+                                                                    p90_ms=float(np.percentile(t, 90)))
+            for fmt in sorted({f for _, _, f in keys}, key=FORMATS.index):
+                ratios.append(dict(width=width, format=fmt, threads=threads,
+                                   **median_ratio(per_file["oats", width, fmt], per_file["slimmable", width, fmt])))
+                print(json.dumps(ratios[-1]), flush=True)
     for row in rows.values() if FLAGS.instructions else ():
         row["instructions_per_inference"], row["instructions_first_inference"] = instructions_per_inference(row["path"])
     rows = [{k: v for k, v in row.items() if k != "path"} for row in rows.values()]
@@ -172,10 +232,13 @@ def main(argv):
                         instructions=(dict(tool="valgrind --tool=callgrind", counted_call=_COUNTED_CALL, threads=1,
                                            per_inference=f"(count over 1 + {INSTRUCTION_INFERENCES} inferences − "
                                                          f"count over 1) / {INSTRUCTION_INFERENCES}")
-                                      if FLAGS.instructions else None), results=rows)
+                                      if FLAGS.instructions else None),
+                        interleaved=(dict(rounds=FLAGS.interleaved_rounds, warmup=20, order="shuffled per round",
+                                          oats_over_plain=ratios) if FLAGS.interleaved_rounds else None),
+                        results=rows)
     if FLAGS.out:
         write_json(FLAGS.out, result)
-    print(markdown_table(result))
+    print(tables(result))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ from tests.conftest import ROOT, run_step
 def test_bundles_bench_compares_every_width_and_format_of_both_networks(tmp_path):
     out = tmp_path / "bundles.json"
     command = [sys.executable, os.path.join(ROOT, "bench", "resnet34_bundles.py"), "--model=resnet8",
-               "--formats=float32,int8", "--threads=1", "--runs=3", "--rounds=2", f"--workdir={tmp_path / 'work'}",
-               f"--out={out}"]
+               "--formats=float32,int8", "--threads=1", "--runs=3", "--rounds=2", "--interleaved_rounds=5",
+               f"--workdir={tmp_path / 'work'}", f"--out={out}"]
     result = run_step("bench/resnet34_bundles.py", command, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -22,10 +22,18 @@ def test_bundles_bench_compares_every_width_and_format_of_both_networks(tmp_path
         assert row["size_bytes"] > 0
         for timer in ("interpreter_1_threads", "litert_benchmark_1_threads"):
             assert len(row[timer]["round_medians_ms"]) == 2 and row[timer]["median_ms"] > 0
+        assert 0 < row["interleaved_1_threads"]["median_ms"] <= row["interleaved_1_threads"]["p90_ms"]
+    ratios = report["interleaved"]["oats_over_plain"]
+    assert report["interleaved"]["rounds"] == 5 and len(ratios) == 6  # 3 widths × 2 formats × 1 thread count
+    for r in ratios:
+        plain, oats = (rows[v, r["width"], r["format"]]["interleaved_1_threads"]["median_ms"] for v in ("slimmable", "oats"))
+        assert abs(r["ratio"] - oats / plain) < 1e-9 and r["interval_95"][0] <= r["ratio"] <= r["interval_95"][1]
     assert report["film"]["representation"]  # OATS's λ path form, as its manifest names it
-    # The README's table: one line per width and format, LiteRT's own tool's medians, OATS over plain.
+    # The README's tables: one line per width and format, LiteRT's own tool's medians, then the round-robin ones.
     table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
-    assert len(table) == 1 + 6
+    assert len(table) == 2 * (1 + 6) and table[:7] != table[7:]
+    r = next(r for r in ratios if r["width"] == 0.5 and r["format"] == "int8")
+    assert "({:.2f}×, {:.2f}–{:.2f}) |".format(r["ratio"], *r["interval_95"]) in table[7 + 1 + 1]  # width 0.5, int8
     plain, oats = rows["slimmable", 0.5, "int8"], rows["oats", 0.5, "int8"]
     plain_ms, oats_ms = (r["litert_benchmark_1_threads"]["median_ms"] for r in (plain, oats))
     assert f"| 0.5 | int8 | {plain['size_bytes'] / 1e6:.1f} / {oats['size_bytes'] / 1e6:.1f} " in "\n".join(table)
@@ -90,6 +98,23 @@ def test_paired_agreement_compares_the_same_images_cell_by_cell(tmp_path):
     assert run_step("bench/paired_agreement.py", command[:4] + ["--across_runs"], timeout=300).returncode == 0
     command[2:4] = [f"--before={before[0]}", f"--after={mismatched}"]
     assert run_step("bench/paired_agreement.py", command[:4] + ["--across_runs"], timeout=300).returncode != 0
+
+
+def test_median_ratio_pairs_rounds_in_its_bootstrap():
+    # In a process of its own: two bench scripts' absl flags cannot be defined in one process.
+    check = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from resnet34_bundles import median_ratio
+drift = np.random.default_rng(1).uniform(1.0, 3.0, 200)  # the machine's speed, shared by a round's pair
+exact = median_ratio(1.1 * drift, drift)
+assert abs(exact["ratio"] - 1.1) < 1e-12 and np.allclose(exact["interval_95"], 1.1), exact  # pairs kept: no spread
+noisy = median_ratio(1.1 * drift * np.random.default_rng(2).uniform(0.9, 1.1, 200), drift)
+assert noisy["interval_95"][0] < noisy["ratio"] < noisy["interval_95"][1], noisy
+"""
+    done = run_step("median_ratio", [sys.executable, "-c", check, os.path.join(ROOT, "bench")], timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_near_tie_summary_locates_disagreements_among_the_smallest_margins():
