@@ -11,7 +11,8 @@ turn for `--rounds` rounds (the median of the rounds' medians is reported, and e
 run it on a quiet machine. `--interleaved_rounds=R` also times every file of a width round-robin in one
 process, R rounds each invoking every file once in a shuffled order, and reports OATS / plain as a ratio
 of medians with a bootstrap interval: drift of the machine's speed then falls on both files of a pair
-(`results/bench/latency_interleaved_plan.md`). `--instructions` also counts each file's steady-state instructions per
+(`results/bench/latency_interleaved_plan.md`); with `--reuse_bundles` it times the bundles an earlier
+run left in `--workdir`, so that the export can run beside other work. `--instructions` also counts each file's steady-state instructions per
 inference (the first call left out) under valgrind's callgrind, a number that does not move with the
 machine's load (`--latency=false --instructions` can run beside other work). The last lines printed
 are the README's table (`--table_from=<json>` prints it again).
@@ -47,6 +48,9 @@ flags.DEFINE_integer("interleaved_rounds", 0, "Also time every file of a width r
 flags.DEFINE_bool("instructions", False, "Also count each file's instructions per inference under valgrind's callgrind "
                   "(1 thread; a count, so it does not depend on the machine's load).")
 flags.DEFINE_string("workdir", None, "Where the bundles are written (default: a new temporary directory).")
+flags.DEFINE_bool("reuse_bundles", False, "Time the bundles an earlier run of this script left in --workdir (same "
+                  "--model, --film_form and --formats) instead of exporting them again: export beside other work "
+                  "(--latency=false), time on a quiet machine.")
 flags.DEFINE_string("out", None, "Also write the JSON here (atomically).")
 flags.DEFINE_string("table_from", None, "Print the Markdown table of an earlier run's JSON and exit (no export, no timing).")
 
@@ -153,6 +157,25 @@ def markdown_table(result, tool="litert_benchmark"):
     return "\n".join(lines)
 
 
+def reused_manifest(bundle, made_as):
+    """The manifest of a bundle this script exported earlier as `made_as`, after checking that it was made so,
+    in --formats, and that its files are there at their recorded sizes."""
+    path = os.path.join(bundle, "manifest.json")
+    if not os.path.exists(path):
+        raise app.UsageError(f"--reuse_bundles: no bundle at {bundle!r}; run once without it to export one.")
+    manifest = json.load(open(path))
+    recorded = {key: manifest.get(key) for key in made_as}
+    formats = {entry["format"] for entry in manifest["files"]} - {"saved_model"}
+    if recorded != made_as or formats != set(FLAGS.formats):
+        raise app.UsageError(f"--reuse_bundles: {bundle!r} holds {recorded} in {sorted(formats)}, not {made_as} in "
+                             f"{sorted(FLAGS.formats)}.")
+    for entry in manifest["files"]:
+        file = os.path.join(bundle, entry["path"])
+        if entry["format"] != "saved_model" and not (os.path.isfile(file) and os.path.getsize(file) == entry["size_bytes"]):
+            raise app.UsageError(f"--reuse_bundles: {file!r} is missing or not the file the manifest records.")
+    return manifest
+
+
 def tables(result):
     """`markdown_table` for each timer the run used (LiteRT's tool by default, e.g. for sizes alone)."""
     used = [tool for tool in TIMERS if any(key.startswith(f"{tool}_") for row in result["results"] for key in row)]
@@ -181,10 +204,14 @@ def main(argv):
     image, lam = calibration_images[:1], np.array([0.2], np.float32)
     rows, film = {}, None
     for variant in VARIANTS:
-        keras.utils.set_random_seed(0)
-        model = build_model(FLAGS.model, variant, film_form=FLAGS.film_form)
-        manifest = export_bundle(model, os.path.join(workdir, variant), [str(i) for i in range(10)], representative,
-                                 formats=FLAGS.formats, overwrite=True)
+        made_as = dict(model=FLAGS.model, variant=variant, film_form=FLAGS.film_form, weights="random, seed 0")
+        if FLAGS.reuse_bundles:
+            manifest = reused_manifest(os.path.join(workdir, variant), made_as)
+        else:
+            keras.utils.set_random_seed(0)
+            model = build_model(FLAGS.model, variant, film_form=FLAGS.film_form)
+            manifest = export_bundle(model, os.path.join(workdir, variant), [str(i) for i in range(10)],
+                                     representative, formats=FLAGS.formats, overwrite=True, provenance_fields=made_as)
         film = manifest["film"] or film
         for entry in manifest["files"]:
             if entry["format"] != "saved_model":
@@ -227,8 +254,8 @@ def main(argv):
     for row in rows.values() if FLAGS.instructions else ():
         row["instructions_per_inference"], row["instructions_first_inference"] = instructions_per_inference(row["path"])
     rows = [{k: v for k, v in row.items() if k != "path"} for row in rows.values()]
-    result = provenance(benchmark="bundles_at_scale", model=FLAGS.model, film_form=FLAGS.film_form, weights="random",
-                        batch=1, runs=FLAGS.runs, rounds=FLAGS.rounds, film=film,
+    result = provenance(benchmark="bundles_at_scale", bundles_reused=FLAGS.reuse_bundles, model=FLAGS.model,
+                        film_form=FLAGS.film_form, weights="random", batch=1, runs=FLAGS.runs, rounds=FLAGS.rounds, film=film,
                         instructions=(dict(tool="valgrind --tool=callgrind", counted_call=_COUNTED_CALL, threads=1,
                                            per_inference=f"(count over 1 + {INSTRUCTION_INFERENCES} inferences − "
                                                          f"count over 1) / {INSTRUCTION_INFERENCES}")

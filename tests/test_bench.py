@@ -41,6 +41,18 @@ def test_bundles_bench_compares_every_width_and_format_of_both_networks(tmp_path
     reprinted = run_step("--table_from", [sys.executable, command[1], f"--table_from={out}"], timeout=120)
     assert reprinted.returncode == 0, reprinted.stderr[-3000:]
     assert [line for line in reprinted.stdout.splitlines() if line.startswith("| ")] == table
+    # The bundles again, without exporting them: the same files; another format set or no bundle is refused.
+    reuse = command[:4] + ["--latency=false", "--reuse_bundles", f"--workdir={tmp_path / 'work'}",
+                           f"--out={tmp_path / 'reused.json'}"]  # the same --model and --formats
+    reused = run_step("--reuse_bundles", reuse, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert reused.returncode == 0, reused.stderr[-3000:]
+    again = json.loads((tmp_path / "reused.json").read_text())
+    assert again["bundles_reused"] and {(r["variant"], r["width"], r["format"]): r["size_bytes"] for r in again["results"]} \
+        == {key: row["size_bytes"] for key, row in rows.items()}
+    refused = run_step("--reuse_bundles", [*reuse[:3], "--formats=float32", *reuse[4:]], timeout=300)
+    assert refused.returncode != 0 and "not {'model'" in refused.stderr
+    missing = run_step("--reuse_bundles", [*reuse[:6], f"--workdir={tmp_path / 'none'}"], timeout=300)
+    assert missing.returncode != 0 and "no bundle at" in missing.stderr
 
 
 def test_bundles_bench_counts_instructions_per_inference(tmp_path):
