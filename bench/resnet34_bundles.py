@@ -45,6 +45,9 @@ flags.DEFINE_integer("rounds", 3, "Rounds of timing, the two networks' files alt
 flags.DEFINE_bool("latency", True, "Time the files (sizes only when false).")
 flags.DEFINE_integer("interleaved_rounds", 0, "Also time every file of a width round-robin in one process: this many "
                      "rounds, each invoking every file once in a shuffled order (0: off).", lower_bound=0)
+flags.DEFINE_integer("interleaved_block", 1, "With --interleaved_rounds: a file's turn in a round is one untimed and then "
+                     "this many timed invocations in a row, their median its time (warm caches); 1: one invocation "
+                     "(each follows other files').", lower_bound=1)
 flags.DEFINE_bool("instructions", False, "Also count each file's instructions per inference under valgrind's callgrind "
                   "(1 thread; a count, so it does not depend on the machine's load).")
 flags.DEFINE_string("workdir", None, "Where the bundles are written (default: a new temporary directory).")
@@ -101,10 +104,12 @@ def instructions_per_inference(path):
     return round((_instructions(path, 1 + INSTRUCTION_INFERENCES) - first) / INSTRUCTION_INFERENCES), first
 
 
-def interleaved_latency(paths, threads, rounds, image, lam, warmup=20, seed=0):
-    """Wall time (ms) of each of `paths`, timed round-robin: every round invokes each file once (batch 1) in an
-    order shuffled per round, so that drift of the machine's speed falls on all files alike. Returns
-    (per file, rounds) times."""
+def interleaved_latency(paths, threads, rounds, image, lam, block=1, warmup=20, seed=0):
+    """Wall time (ms) of each of `paths`, timed round-robin: every round gives each file a turn (batch 1) in an
+    order shuffled per round, so that drift of the machine's speed falls on all files alike. A turn is one
+    timed invocation (`block` 1: it follows other files', whose weights have passed through the caches), or
+    one untimed and `block` timed ones in a row, whose median counts (the caches warm, as for a model invoked
+    again and again). Returns (per file, rounds) times."""
     import time
 
     from oat_tf.export import TFLiteModel
@@ -113,12 +118,17 @@ def interleaved_latency(paths, threads, rounds, image, lam, warmup=20, seed=0):
     for runner in runners:
         for _ in range(warmup):
             runner(image=image, lam=lam)
+    def timed(runner):
+        start = time.perf_counter()
+        runner(image=image, lam=lam)
+        return time.perf_counter() - start
+
     rng, times = np.random.default_rng(seed), np.zeros((len(paths), rounds))
     for r in range(rounds):
         for i in rng.permutation(len(paths)):
-            start = time.perf_counter()
-            runners[i](image=image, lam=lam)
-            times[i, r] = time.perf_counter() - start
+            if block > 1:
+                runners[i](image=image, lam=lam)
+            times[i, r] = np.median([timed(runners[i]) for _ in range(block)])
     return times * 1e3
 
 
@@ -242,7 +252,7 @@ def main(argv):
         keys = [key for key in rows if key[1] == width]
         for threads in (int(t) for t in FLAGS.threads):
             times = interleaved_latency([rows[key]["path"] for key in keys], threads, FLAGS.interleaved_rounds,
-                                        image, lam)
+                                        image, lam, FLAGS.interleaved_block)
             per_file = dict(zip(keys, times))
             for key, t in per_file.items():
                 rows[key][f"interleaved_{threads}_threads"] = dict(median_ms=float(np.median(t)),
@@ -260,7 +270,8 @@ def main(argv):
                                            per_inference=f"(count over 1 + {INSTRUCTION_INFERENCES} inferences − "
                                                          f"count over 1) / {INSTRUCTION_INFERENCES}")
                                       if FLAGS.instructions else None),
-                        interleaved=(dict(rounds=FLAGS.interleaved_rounds, warmup=20, order="shuffled per round",
+                        interleaved=(dict(rounds=FLAGS.interleaved_rounds, block=FLAGS.interleaved_block, warmup=20,
+                                          order="shuffled per round",
                                           oats_over_plain=ratios) if FLAGS.interleaved_rounds else None),
                         results=rows)
     if FLAGS.out:
