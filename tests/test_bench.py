@@ -44,7 +44,7 @@ def test_bundles_bench_compares_every_width_and_format_of_both_networks(tmp_path
     # The bundles again, without exporting them: the same files; another format set or no bundle is refused.
     reuse = command[:4] + ["--latency=false", "--reuse_bundles", f"--workdir={tmp_path / 'work'}",
                            f"--out={tmp_path / 'reused.json'}"]  # the same --model and --formats
-    reuse += ["--interleaved_rounds=3", "--interleaved_block=4"]  # warm turns: 1 untimed + 4 timed invocations
+    reuse += ["--threads=1", "--interleaved_rounds=3", "--interleaved_block=4"]  # warm turns: 1 untimed + 4 timed
     reused = run_step("--reuse_bundles", reuse, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert reused.returncode == 0, reused.stderr[-3000:]
     again = json.loads((tmp_path / "reused.json").read_text())
