@@ -9,13 +9,14 @@ file is timed by this package's interpreter loop (`TFLiteModel.latency_ms`) and 
 `litert-benchmark`, at each thread count, the plain and the OATS file of a width and format in
 turn for `--rounds` rounds (the median of the rounds' medians is reported, and each round's);
 run it on a quiet machine. `--interleaved_rounds=R` also times every file of a width round-robin in one
-process, R rounds each invoking every file once in a shuffled order, and reports OATS / plain as a ratio
-of medians with a bootstrap interval: drift of the machine's speed then falls on both files of a pair
-(`results/bench/latency_interleaved_plan.md`); with `--reuse_bundles` it times the bundles an earlier
-run left in `--workdir`, so that the export can run beside other work. `--instructions` also counts each file's steady-state instructions per
-inference (the first call left out) under valgrind's callgrind, a number that does not move with the
-machine's load (`--latency=false --instructions` can run beside other work). The last lines printed
-are the README's table (`--table_from=<json>` prints it again).
+process, R rounds each giving every file a turn in a shuffled order (`--interleaved_block`: how many
+timed invocations a turn has), and reports OATS / plain as a ratio of medians with a bootstrap
+interval: drift of the machine's speed then falls on both files of a pair
+(`results/bench/latency_interleaved_plan.md`). `--reuse_bundles` times the bundles an earlier run left
+in `--workdir`, so that the export can run beside other work. `--instructions` also counts each file's
+steady-state instructions per inference (the first call left out) under valgrind's callgrind, a number
+that does not move with the machine's load (`--latency=false --instructions` can run beside other
+work). The last lines printed are the README's tables (`--table_from=<json>` prints them again).
 """
 
 import json
@@ -45,9 +46,9 @@ flags.DEFINE_integer("rounds", 3, "Rounds of timing, the two networks' files alt
 flags.DEFINE_bool("latency", True, "Time the files (sizes only when false).")
 flags.DEFINE_integer("interleaved_rounds", 0, "Also time every file of a width round-robin in one process: this many "
                      "rounds, each invoking every file once in a shuffled order (0: off).", lower_bound=0)
-flags.DEFINE_integer("interleaved_block", 1, "With --interleaved_rounds: a file's turn in a round is one untimed and then "
-                     "this many timed invocations in a row, their median its time (warm caches); 1: one invocation "
-                     "(each follows other files').", lower_bound=1)
+flags.DEFINE_integer("interleaved_block", 1, "With --interleaved_rounds: a file's turn in a round is one untimed and "
+                     "then this many timed invocations in a row, their median its time (warm caches); 1: one "
+                     "invocation (each follows other files').", lower_bound=1)
 flags.DEFINE_bool("instructions", False, "Also count each file's instructions per inference under valgrind's callgrind "
                   "(1 thread; a count, so it does not depend on the machine's load).")
 flags.DEFINE_string("workdir", None, "Where the bundles are written (default: a new temporary directory).")
@@ -118,6 +119,7 @@ def interleaved_latency(paths, threads, rounds, image, lam, block=1, warmup=20, 
     for runner in runners:
         for _ in range(warmup):
             runner(image=image, lam=lam)
+
     def timed(runner):
         start = time.perf_counter()
         runner(image=image, lam=lam)
@@ -181,7 +183,8 @@ def reused_manifest(bundle, made_as):
                              f"{sorted(FLAGS.formats)}.")
     for entry in manifest["files"]:
         file = os.path.join(bundle, entry["path"])
-        if entry["format"] != "saved_model" and not (os.path.isfile(file) and os.path.getsize(file) == entry["size_bytes"]):
+        intact = os.path.isfile(file) and os.path.getsize(file) == entry["size_bytes"]
+        if entry["format"] != "saved_model" and not intact:
             raise app.UsageError(f"--reuse_bundles: {file!r} is missing or not the file the manifest records.")
     return manifest
 
@@ -262,10 +265,12 @@ def main(argv):
                                    **median_ratio(per_file["oats", width, fmt], per_file["slimmable", width, fmt])))
                 print(json.dumps(ratios[-1]), flush=True)
     for row in rows.values() if FLAGS.instructions else ():
-        row["instructions_per_inference"], row["instructions_first_inference"] = instructions_per_inference(row["path"])
+        row["instructions_per_inference"], row["instructions_first_inference"] = \
+            instructions_per_inference(row["path"])
     rows = [{k: v for k, v in row.items() if k != "path"} for row in rows.values()]
     result = provenance(benchmark="bundles_at_scale", bundles_reused=FLAGS.reuse_bundles, model=FLAGS.model,
-                        film_form=FLAGS.film_form, weights="random", batch=1, runs=FLAGS.runs, rounds=FLAGS.rounds, film=film,
+                        film_form=FLAGS.film_form, weights="random", batch=1, runs=FLAGS.runs, rounds=FLAGS.rounds,
+                        film=film,
                         instructions=(dict(tool="valgrind --tool=callgrind", counted_call=_COUNTED_CALL, threads=1,
                                            per_inference=f"(count over 1 + {INSTRUCTION_INFERENCES} inferences − "
                                                          f"count over 1) / {INSTRUCTION_INFERENCES}")

@@ -26,7 +26,8 @@ def test_bundles_bench_compares_every_width_and_format_of_both_networks(tmp_path
     ratios = report["interleaved"]["oats_over_plain"]
     assert report["interleaved"]["rounds"] == 5 and len(ratios) == 6  # 3 widths × 2 formats × 1 thread count
     for r in ratios:
-        plain, oats = (rows[v, r["width"], r["format"]]["interleaved_1_threads"]["median_ms"] for v in ("slimmable", "oats"))
+        plain, oats = (rows[v, r["width"], r["format"]]["interleaved_1_threads"]["median_ms"]
+                       for v in ("slimmable", "oats"))
         assert abs(r["ratio"] - oats / plain) < 1e-9 and r["interval_95"][0] <= r["ratio"] <= r["interval_95"][1]
     assert report["film"]["representation"]  # OATS's λ path form, as its manifest names it
     # The README's tables: one line per width and format, LiteRT's own tool's medians, then the round-robin ones.
@@ -48,8 +49,8 @@ def test_bundles_bench_compares_every_width_and_format_of_both_networks(tmp_path
     reused = run_step("--reuse_bundles", reuse, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert reused.returncode == 0, reused.stderr[-3000:]
     again = json.loads((tmp_path / "reused.json").read_text())
-    assert again["bundles_reused"] and {(r["variant"], r["width"], r["format"]): r["size_bytes"] for r in again["results"]} \
-        == {key: row["size_bytes"] for key, row in rows.items()}
+    sizes = {(r["variant"], r["width"], r["format"]): r["size_bytes"] for r in again["results"]}
+    assert again["bundles_reused"] and sizes == {key: row["size_bytes"] for key, row in rows.items()}
     assert again["interleaved"]["block"] == 4 and len(again["interleaved"]["oats_over_plain"]) == 6
     refused = run_step("--reuse_bundles", [*reuse[:3], "--formats=float32", *reuse[4:]], timeout=300)
     assert refused.returncode != 0 and "not {'model'" in refused.stderr
