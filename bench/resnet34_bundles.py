@@ -47,8 +47,8 @@ flags.DEFINE_bool("latency", True, "Time the files (sizes only when false).")
 flags.DEFINE_integer("interleaved_rounds", 0, "Also time every file of a width round-robin in one process: this many "
                      "rounds, each invoking every file once in a shuffled order (0: off).", lower_bound=0)
 flags.DEFINE_integer("interleaved_block", 1, "With --interleaved_rounds: a file's turn in a round is one untimed and "
-                     "then this many timed invocations in a row, their median its time (warm caches); 1: one "
-                     "invocation (each follows other files').", lower_bound=1)
+                     "then this many timed invocations in a row, their median its time, as for a model invoked "
+                     "again and again; 1: one timed invocation.", lower_bound=1)
 flags.DEFINE_bool("instructions", False, "Also count each file's instructions per inference under valgrind's callgrind "
                   "(1 thread; a count, so it does not depend on the machine's load).")
 flags.DEFINE_string("workdir", None, "Where the bundles are written (default: a new temporary directory).")
@@ -108,9 +108,9 @@ def instructions_per_inference(path):
 def interleaved_latency(paths, threads, rounds, image, lam, block=1, warmup=20, seed=0):
     """Wall time (ms) of each of `paths`, timed round-robin: every round gives each file a turn (batch 1) in an
     order shuffled per round, so that drift of the machine's speed falls on all files alike. A turn is one
-    timed invocation (`block` 1: it follows other files', whose weights have passed through the caches), or
-    one untimed and `block` timed ones in a row, whose median counts (the caches warm, as for a model invoked
-    again and again). Returns (per file, rounds) times."""
+    timed invocation (`block` 1), or one untimed and `block` timed ones in a row, whose median counts (as for
+    a model invoked again and again; on this machine both gave the same ratios,
+    `results/bench/latency_interleaved_plan.md`). Returns (per file, rounds) times."""
     import time
 
     from oat_tf.export import TFLiteModel

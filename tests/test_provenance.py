@@ -17,8 +17,12 @@ print(json.dumps(provenance()))
 """
 
 
+_IDENTITY = dict(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+
+
 def _git(repo, *args):
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True,
+                          env=dict(os.environ, **_IDENTITY)).stdout.strip()
 
 
 def test_provenance_names_the_commit_the_run_started_from(tmp_path):
@@ -27,11 +31,10 @@ def test_provenance_names_the_commit_the_run_started_from(tmp_path):
     shutil.copy(os.path.join(ROOT, "oat_tf", "provenance.py"), repo / "package" / "provenance.py")
     (repo / "tracked.txt").write_text("before the run")
     _git(repo, "init", "-q")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "start")
     start = _git(repo, "rev-parse", "HEAD")
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t", TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **_IDENTITY)
     done = subprocess.run([sys.executable, "-c", _RUN], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(done.stdout.splitlines()[-1])
