@@ -16,7 +16,7 @@ order (the folder copy lists them class by class; until 2026-12-01 this took the
 airplanes): the run's validation split (`--split=val`, for choosing between files) or the test split
 (for reports). `disagreeing_images` lists the indices that disagree, for paired comparisons
 (`bench/paired_agreement.py`), and `disagreement_margins` how near a tie the float decision was on
-them. Routing checks that λ = 0.001 and 0.01 give outputs nearer the float file's at that λ than at
+them; `accuracy` is each file's top-1 accuracy on the same images' labels. Routing checks that λ = 0.001 and 0.01 give outputs nearer the float file's at that λ than at
 λ = 0 (switch routing only: with blended routing λ = 0.001 is 0.1 % of the way from BN_c
 to BN_a, less than any int8 file's error, so the comparison would be a coin toss; the JSON's
 `norm_routing` says which).
@@ -98,10 +98,11 @@ def main(argv):
     train_images, _, _ = load_split(config.dataset, "train", data_dir, validation_size=config.validation_size,
                                     seed=config.seed)
     if FLAGS.split == "val":  # already in the run's seeded random order
-        images = load_split(config.dataset, "val", data_dir, validation_size=config.validation_size,
-                            seed=config.seed)[0][: FLAGS.examples] / np.float32(255)
+        images, labels, _ = load_split(config.dataset, "val", data_dir, validation_size=config.validation_size,
+                                       seed=config.seed)
+        images, labels = images[: FLAGS.examples] / np.float32(255), labels[: FLAGS.examples]
     else:
-        images, _ = load_evaluation_data(config.dataset, "test", data_dir, seed=0, num_clean=FLAGS.examples)
+        images, labels = load_evaluation_data(config.dataset, "test", data_dir, seed=0, num_clean=FLAGS.examples)
     representative = representative_dataset(train_images / np.float32(255), model.lam_grid,
                                             FLAGS.representative_examples)
     served, film = compact_network(model, width=FLAGS.width)
@@ -130,8 +131,10 @@ def main(argv):
     rows = []
     for name, content in files.items():
         quantized = TFLiteModel(content)
-        agrees = {str(lam): np.argmax(quantized(images, lam), 1) == np.argmax(float_logits[lam], 1) for lam in lambdas}
+        predictions = {str(lam): np.argmax(quantized(images, lam), 1) for lam in lambdas}
+        agrees = {lam: p == np.argmax(float_logits[float(lam)], 1) for lam, p in predictions.items()}
         agreement = {lam: round(float(np.mean(a)), 4) for lam, a in agrees.items()}
+        accuracy = {lam: round(float(np.mean(p == labels)), 4) for lam, p in predictions.items()}
         routed = {}
         for lam in (0.001, 0.01) if config.norm_routing == "switch" else ():
             out = quantized(images[:64], lam)
@@ -141,7 +144,7 @@ def main(argv):
             timed = TFLiteModel(content, num_threads=threads)
             latency[f"{threads}_threads"] = timed.latency_ms(image, lam_one, FLAGS.runs)
         rows.append(dict(route=name, size_bytes=len(content), size_ratio=round(len(content) / len(files["float32"]), 3),
-                         agreement=agreement,
+                         agreement=agreement, accuracy=accuracy,
                          disagreeing_images={lam: np.flatnonzero(~a).tolist() for lam, a in agrees.items()},
                          disagreement_margins={lam: near_tie_summary(float_logits[float(lam)], a) for lam, a in agrees.items()},
                          routes_small_lambdas_adversarial=routed, latency=latency))
