@@ -9,7 +9,9 @@ as a fine-tune and its control started from one run), paired by image index. Per
 agreement before and after and their difference; per width and pooled over every cell the mean
 difference with the standard error of the paired per-image indicators (cells treated as
 independent) and, pooled, also the standard error with each image's cells summed (an image repeats
-across widths and λ, so its cells are correlated).
+across widths and λ, so its cells are correlated). Where both files record the float file's
+`disagreement_margins`, each cell also has the median top-2 logit margin over all images before and
+after (how confident the two float models are on these images).
 """
 
 import json
@@ -33,16 +35,25 @@ def _read(path):
         return json.load(f)
 
 
-def _agrees(result, route):
-    """{λ: per-image bool agreement} of `route` in one int8_routes result."""
+def _route_row(result, route):
     rows = [row for row in result["results"] if row["route"] == route]
     if not rows:
         raise app.UsageError(f"route {route!r} is not in {result['command']!r}.")
+    return rows[0]
+
+
+def _agrees(row, examples):
+    """{λ: per-image bool agreement} of one int8_routes result row."""
     agrees = {}
-    for lam, wrong in rows[0]["disagreeing_images"].items():
-        agrees[lam] = np.ones(result["examples"], bool)
+    for lam, wrong in row["disagreeing_images"].items():
+        agrees[lam] = np.ones(examples, bool)
         agrees[lam][wrong] = False
     return agrees
+
+
+def _median_margins(row):
+    """{λ: the float file's median top-2 margin over all images}, or {} if the row predates them."""
+    return {lam: summary["median_margin"] for lam, summary in row.get("disagreement_margins", {}).items()}
 
 
 def _mean_and_se(differences):
@@ -63,7 +74,9 @@ def main(argv):
         differing = [key for key in same if before.get(key) != after.get(key)]
         if differing:
             raise app.UsageError(f"{before_path} and {after_path} differ in {differing}.")
-        old, new = _agrees(before, FLAGS.route), _agrees(after, FLAGS.route)
+        old_row, new_row = _route_row(before, FLAGS.route), _route_row(after, FLAGS.route)
+        old, new = _agrees(old_row, before["examples"]), _agrees(new_row, after["examples"])
+        old_margins, new_margins = _median_margins(old_row), _median_margins(new_row)
         if old.keys() != new.keys():
             raise app.UsageError(f"{before_path} and {after_path} measure different λ.")
         width_differences = []
@@ -71,8 +84,11 @@ def main(argv):
             difference = new[lam].astype(float) - old[lam].astype(float)
             width_differences.append(difference)
             per_image = per_image + difference
-            cells.append(dict(width=before["width"], lam=float(lam), before=round(float(old[lam].mean()), 4),
-                              after=round(float(new[lam].mean()), 4), **_mean_and_se(difference)))
+            cell = dict(width=before["width"], lam=float(lam), before=round(float(old[lam].mean()), 4),
+                        after=round(float(new[lam].mean()), 4), **_mean_and_se(difference))
+            if lam in old_margins and lam in new_margins:
+                cell.update(median_margin_before=old_margins[lam], median_margin_after=new_margins[lam])
+            cells.append(cell)
         widths.append(dict(width=before["width"], **_mean_and_se(np.concatenate(width_differences))))
         pooled.extend(width_differences)
     pooled = np.concatenate(pooled)

@@ -79,17 +79,19 @@ def test_bundles_bench_counts_instructions_per_inference(tmp_path):
     assert table[0].endswith("| M instructions plain / OATS |") and len(table) == 1 + 6
 
 
-def _int8_routes_result(path, width, disagreeing, source_run="run"):
-    result = dict(source_run=source_run, width=width, split="val", examples=10, data="d", command="c",
-                  results=[dict(route="converter", disagreeing_images=disagreeing)])
+def _int8_routes_result(path, width, disagreeing, source_run="run", margin=None):
+    row = dict(route="converter", disagreeing_images=disagreeing)
+    if margin is not None:  # the float file's median top-2 margin, the same at every λ here
+        row["disagreement_margins"] = {lam: dict(median_margin=margin) for lam in disagreeing}
+    result = dict(source_run=source_run, width=width, split="val", examples=10, data="d", command="c", results=[row])
     path.write_text(json.dumps(result))
     return str(path)
 
 
 def test_paired_agreement_compares_the_same_images_cell_by_cell(tmp_path):
-    before = [_int8_routes_result(tmp_path / "b1.json", 1.0, {"0.0": [1, 2, 3], "1.0": [4]}),
+    before = [_int8_routes_result(tmp_path / "b1.json", 1.0, {"0.0": [1, 2, 3], "1.0": [4]}, margin=0.5),
               _int8_routes_result(tmp_path / "b2.json", 0.5, {"0.0": [5], "1.0": []})]
-    after = [_int8_routes_result(tmp_path / "a1.json", 1.0, {"0.0": [1], "1.0": [4, 6]}),
+    after = [_int8_routes_result(tmp_path / "a1.json", 1.0, {"0.0": [1], "1.0": [4, 6]}, margin=0.8),
              _int8_routes_result(tmp_path / "a2.json", 0.5, {"0.0": [5], "1.0": []})]
     out = tmp_path / "comparison.json"
     command = [sys.executable, os.path.join(ROOT, "bench", "paired_agreement.py"), f"--before={','.join(before)}",
@@ -100,6 +102,8 @@ def test_paired_agreement_compares_the_same_images_cell_by_cell(tmp_path):
     cells = {(c["width"], c["lam"]): c for c in report["cells"]}
     assert cells[(1.0, 0.0)]["before"] == 0.7 and cells[(1.0, 0.0)]["after"] == 0.9
     assert cells[(1.0, 0.0)]["difference_pp"] == 20.0 and cells[(1.0, 1.0)]["difference_pp"] == -10.0
+    assert cells[(1.0, 1.0)]["median_margin_before"] == 0.5 and cells[(1.0, 1.0)]["median_margin_after"] == 0.8
+    assert "median_margin_before" not in cells[(0.5, 0.0)]  # those files record no margins
     # Per-image differences over the 4 cells × 10 images: +1 at two places, −1 at one.
     assert report["pooled"]["difference_pp"] == round(100 * 1 / 40, 3)
     assert report["pooled"]["paired_se_pp"] > 0 and report["commit"]
