@@ -401,8 +401,10 @@ class Trainer:
             epoch_times["wall_seconds"].append(round(time.perf_counter() - started, 1))
             epoch_times["cpu_seconds"].append(round(time.process_time() - started_cpu, 1))
             self.epoch.assign(epoch + 1)
-            self.manager.save(checkpoint_number=epoch + 1)
+            # Times first: a kill between the two writes then resumes from the previous checkpoint, whose
+            # epochs the times file still covers (the other order lost the epoch's time).
             write_json(times_path, epoch_times)
+            self.manager.save(checkpoint_number=epoch + 1)
             if self._should_evaluate(epoch + 1):
                 rows = self.validate()
                 self._log_evaluation(rows, epoch + 1)

@@ -216,6 +216,8 @@ def test_killed_run_resumes_and_loses_nothing(tiny_folder, tmp_path):
     process.send_signal(signal.SIGKILL)  # during epoch 2 (10 steps)
     process.wait()
     assert not (run_dir / "model.keras").exists()
+    # The epoch's time is on disk before its checkpoint, so a kill right after the checkpoint loses nothing.
+    assert len(json.loads((run_dir / "epoch_times.json").read_text())["wall_seconds"]) >= 1
     resumed = run_step("resumed training", _train_command(tiny_folder, run_dir), timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     summary = json.loads((run_dir / "summary.json").read_text())
