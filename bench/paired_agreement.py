@@ -36,6 +36,7 @@ def _read(path):
 
 
 def _route_row(result, route):
+    """The row of `route` in one int8_routes result."""
     rows = [row for row in result["results"] if row["route"] == route]
     if not rows:
         raise app.UsageError(f"route {route!r} is not in {result['command']!r}.")
