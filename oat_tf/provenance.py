@@ -10,15 +10,36 @@ import sys
 import tempfile
 
 
-def _cpu_model():
+# The vector extensions that set how fast TFLite's kernels run: machines reporting the same CPU model here
+# differed 4× in int8 latency (`README.md`, Set up and test), and these flags told them apart.
+SIMD_FEATURES = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni",
+                 "amx_int8", "neon", "asimd", "asimddp", "i8mm", "sve", "sve2", "bf16")
+
+
+def _cpuinfo():
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return f.read()
     except OSError:
-        pass
+        return ""
+
+
+def cpu_model(cpuinfo):
+    """The first "model name" in a /proc/cpuinfo text, else what `platform` says."""
+    for line in cpuinfo.splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def simd_features(cpuinfo):
+    """The `SIMD_FEATURES` the first CPU of a /proc/cpuinfo text lists (x86 "flags", Arm "Features")."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            listed = set(value.split())
+            return [feature for feature in SIMD_FEATURES if feature in listed]
+    return []
 
 
 def _git_commit():
@@ -43,17 +64,18 @@ _COMMIT_AT_START = _git_commit()
 
 def provenance(**extra):
     """Command, git commit (at process start; `commit_at_write` as well if the checkout changed since),
-    hardware, software versions and UTC time, plus `extra` fields."""
+    hardware (CPU model, its `SIMD_FEATURES`, cores, GPUs), software versions and UTC time, plus `extra` fields."""
     import tensorflow as tf
 
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    cpuinfo = _cpuinfo()
     commit_now = _git_commit()
     changed = {} if commit_now == _COMMIT_AT_START else dict(commit_at_write=commit_now)
     return dict(
         command=" ".join([os.path.basename(sys.executable)] + sys.argv),
         commit=_COMMIT_AT_START,
         **changed,
-        hardware=dict(cpu=_cpu_model(), cores=os.cpu_count(), gpus=gpus),
+        hardware=dict(cpu=cpu_model(cpuinfo), simd=simd_features(cpuinfo), cores=os.cpu_count(), gpus=gpus),
         software=dict(python=platform.python_version(), tensorflow=tf.__version__),
         time_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **extra,
