@@ -10,8 +10,8 @@ import sys
 import tempfile
 
 
-# The vector extensions that set how fast TFLite's kernels run: machines reporting the same CPU model here
-# differed 4× in int8 latency (`README.md`, Set up and test), and these flags told them apart.
+# The vector extensions that decide which of TFLite's kernels a machine can run: machines reporting the same
+# CPU model here differed 4× in int8 latency (`README.md`, Set up and test), so a results file names them.
 SIMD_FEATURES = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni",
                  "amx_int8", "neon", "asimd", "asimddp", "i8mm", "sve", "sve2", "bf16")
 
