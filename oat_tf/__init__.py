@@ -1,8 +1,28 @@
-"""oat-tf: Once-for-All Adversarial Training (OAT) and OATS in Keras 3 / TensorFlow."""
+"""oat-tf: Once-for-All Adversarial Training (OAT) and OATS in Keras 3 / TensorFlow.
 
-from oat_tf.lambdas import S1, S2, S3
-from oat_tf.models import ARCHITECTURES, VARIANTS, OATNetwork, build_model
-from oat_tf.picker import pick
+The public names load on first use (PEP 562), so that `import oat_tf.<module>` of a module
+that needs no TensorFlow (the picker, provenance, the allocator) does not import it.
+"""
 
-__all__ = ["ARCHITECTURES", "OATNetwork", "S1", "S2", "S3", "VARIANTS", "build_model", "pick"]
+import importlib
+
+# public name → the module that defines it
+_EXPORTS = {
+    "S1": "oat_tf.lambdas", "S2": "oat_tf.lambdas", "S3": "oat_tf.lambdas",
+    "ARCHITECTURES": "oat_tf.models", "VARIANTS": "oat_tf.models", "OATNetwork": "oat_tf.models",
+    "build_model": "oat_tf.models", "pick": "oat_tf.picker",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'oat_tf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,4 +1,4 @@
-"""L∞ attacks on λ-conditioned, slimmable models: FGSM, PGD (CE or CW loss), MI-FGSM, APGD-CE, APGD-T.
+"""L∞ attacks on λ-conditioned, slimmable models: FGSM, N-FGSM, PGD (CE or CW loss), MI-FGSM, APGD-CE, APGD-T.
 
 Every attack is called as ``attack(model, images, labels, lam, width=1.0, seeds=None)``
 and returns adversarial images within ε of `images` (L∞) and inside [0, 1]. The model
@@ -122,6 +122,10 @@ class LinfPGD(Attack):
 
     `momentum` > 0 gives MI-FGSM (Dong et al. 2018): the step follows the sign of an
     accumulated L1-normalized gradient. FGSM is one step of size ε without random start.
+    `start_scale` scales the random start's range (k·ε) and `ball=False` keeps the result
+    unprojected onto the ε-ball (only clipped to [0, 1]): with k = 2 and one step of ε this
+    is N-FGSM (de Jorge et al. 2022), a training attack that avoids FGSM's catastrophic
+    overfitting at no extra cost.
     """
 
     epsilon: float = DEFAULT_EPSILON
@@ -130,12 +134,14 @@ class LinfPGD(Attack):
     random_start: bool = True
     loss: str = "ce"
     momentum: float = 0.0
+    start_scale: float = 1.0
+    ball: bool = True
     jit_compile: bool = False
 
     def __post_init__(self):
         self._check_loss()
-        if self.epsilon < 0 or self.steps < 0 or self.step_size < 0:
-            raise ValueError("epsilon, steps and step_size must be non-negative.")
+        if self.epsilon < 0 or self.steps < 0 or self.step_size < 0 or self.start_scale < 0:
+            raise ValueError("epsilon, steps, step_size and start_scale must be non-negative.")
 
     @property
     def random_starts(self):
@@ -143,9 +149,10 @@ class LinfPGD(Attack):
 
     def perturb(self, logits_of, images, labels, noise):
         loss_fn = LOSSES[self.loss]
+        radius = self.epsilon if self.ball else np.inf
         x = images
         if self.random_start:
-            x = project(images + self.epsilon * noise[0], images, self.epsilon)
+            x = project(images + self.start_scale * self.epsilon * noise[0], images, radius)
         velocity = tf.zeros_like(images)
         # A Python loop: unrolled, since XLA runs a while loop around the model 7× slower on CPU.
         for _ in range(self.steps):
@@ -154,7 +161,7 @@ class LinfPGD(Attack):
                 l1 = tf.reduce_mean(tf.abs(grad), axis=[1, 2, 3], keepdims=True)
                 velocity = self.momentum * velocity + grad / (l1 + 1e-12)
                 grad = velocity
-            x = project(x + self.step_size * tf.sign(grad), images, self.epsilon)
+            x = project(x + self.step_size * tf.sign(grad), images, radius)
         return x
 
 
@@ -260,7 +267,7 @@ class APGD(Attack):
 
 
 def build_attack(name, epsilon=DEFAULT_EPSILON, jit_compile=False):
-    """Attack by name: fgsm, fgsm-rs, pgd<N> (e.g. pgd7, pgd20), pgd<N>-cw, pgd<N>-ref, mifgsm, apgd-ce, apgd-t.
+    """Attack by name: fgsm, fgsm-rs, n-fgsm, pgd<N> (e.g. pgd7, pgd20), pgd<N>-cw, pgd<N>-ref, mifgsm, apgd-ce, apgd-t.
 
     PGD uses the paper's step 2/255 (scaled with ε as 0.25ε); `pgd<N>-ref` uses the reference
     code's step min(1.25ε, ε + 4/255)/N. MI-FGSM: 10 steps of ε/10, decay 1. APGD: 100
@@ -272,6 +279,8 @@ def build_attack(name, epsilon=DEFAULT_EPSILON, jit_compile=False):
         return LinfPGD(steps=1, step_size=epsilon, random_start=False, **common)
     if key == "fgsm-rs":  # "fast" adversarial training (Wong et al. 2020): random start, step 1.25ε
         return LinfPGD(steps=1, step_size=1.25 * epsilon, random_start=True, **common)
+    if key == "n-fgsm":  # de Jorge et al. 2022: start in [−2ε, 2ε], one step of ε, no projection onto the ball
+        return LinfPGD(steps=1, step_size=epsilon, start_scale=2.0, ball=False, **common)
     if key == "mifgsm":
         return LinfPGD(steps=10, step_size=epsilon / 10, random_start=False, momentum=1.0, **common)
     if key == "apgd-ce":
@@ -287,6 +296,6 @@ def build_attack(name, epsilon=DEFAULT_EPSILON, jit_compile=False):
             step = min(1.25 * epsilon, epsilon + 4 / 255) / steps if variant == "ref" else epsilon / 4
             return LinfPGD(steps=steps, step_size=step, loss="cw" if variant == "cw" else "ce", **common)
     raise ValueError(
-        f"unknown attack {name!r}; use fgsm, fgsm-rs, mifgsm, pgd<N> (e.g. pgd7, pgd20), pgd<N>-cw, pgd<N>-ref, "
+        f"unknown attack {name!r}; use fgsm, fgsm-rs, n-fgsm, mifgsm, pgd<N> (e.g. pgd7, pgd20), pgd<N>-cw, pgd<N>-ref, "
         "apgd-ce, apgd-dlr or apgd-t."
     )

@@ -63,6 +63,7 @@ class TrainConfig:
     eval_examples: int = 1000
     eval_attack: str = "pgd7"
     eval_lambdas: tuple = S1
+    watch_examples: int = 0  # validation images whose RA at the most robust λ is checked after every epoch (0: off)
     xla: bool = False  # XLA made PGD slower on a 2-core CPU with TF 2.21 (see the README)
     seed: int = 0
     init_from: str = ""  # fine-tuning: start from this run directory's last checkpoint (same network)
@@ -117,7 +118,8 @@ class TrainConfig:
         self.widths = validate_widths(self.widths)
         for name, value, low in (("epochs", self.epochs, 1), ("batch_size", self.batch_size, 2),
                                  ("eval_every", self.eval_every, 1), ("eval_examples", self.eval_examples, 1),
-                                 ("train_examples", self.train_examples, 0), ("validation_size", self.validation_size, 1)):
+                                 ("train_examples", self.train_examples, 0), ("validation_size", self.validation_size, 1),
+                                 ("watch_examples", self.watch_examples, 0)):
             if int(value) < low:
                 raise ValueError(f"{name} must be at least {low}, got {value}.")
         if not self.learning_rate > 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:

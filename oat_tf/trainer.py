@@ -201,8 +201,9 @@ class Trainer:
             config.dataset, "val", config.data_dir or None, validation_size=config.validation_size, seed=config.seed
         )
         write_json(os.path.join(self.run_dir, "classes.json"), list(self.class_names))
-        self.val_images = val_images[: config.eval_examples].astype(np.float32) / 255.0
-        self.val_labels = val_labels[: config.eval_examples]
+        shown = max(config.eval_examples, config.watch_examples)
+        self.val_images = val_images[:shown].astype(np.float32) / 255.0
+        self.val_labels = val_labels[:shown]
         self.steps_per_epoch = len(labels) // config.batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(f"{len(labels)} training images make no batch of {config.batch_size}.")
@@ -320,9 +321,28 @@ class Trainer:
     def validate(self):
         """SA/RA on the validation images per validation λ and width (never the test split)."""
         lambdas = self.config.eval_lambdas if self.config.conditioned else (self.config.lam,)
-        return evaluate(self.model, self.val_images, self.val_labels, lambdas, self.model.widths,
+        count = self.config.eval_examples
+        return evaluate(self.model, self.val_images[:count], self.val_labels[:count], lambdas, self.model.widths,
                         [self.eval_attack], self.config.epsilon_255 / 255.0, batch_size=250,
                         seed=self.config.seed, jit_compile=self.config.xla, progress=False)
+
+    def watch(self, epoch):
+        """SA and RA (the validation attack) at the most robust λ and full width on the first
+        `watch_examples` validation images, after every epoch: single-step training attacks can
+        overfit catastrophically (Wong et al. 2020), which shows as RA collapsing within an epoch."""
+        config = self.config
+        lam = max(config.lam_set) if config.conditioned else config.lam
+        count = config.watch_examples
+        [row] = evaluate(self.model, self.val_images[:count], self.val_labels[:count], [lam], [1.0],
+                         [self.eval_attack], config.epsilon_255 / 255.0, batch_size=250, seed=config.seed,
+                         jit_compile=config.xla, progress=False)
+        row = dict(epoch=epoch, **{k: row[k] for k in ("lambda", "sa", "ra", "n_clean")})
+        with self.writer.as_default(step=epoch):
+            tf.summary.scalar("watch/sa", row["sa"])
+            tf.summary.scalar(f"watch/ra_{self.eval_attack}", row["ra"])
+        print(f"\nheld-out check after epoch {epoch}: λ = {lam:g}, width 1, {count} validation images: "
+              f"SA {100 * row['sa']:.1f} %, RA ({self.eval_attack}) {100 * row['ra']:.1f} %", flush=True)
+        return row
 
     def _log_evaluation(self, rows, epoch):
         from oat_tf.plots import plot_tradeoff
@@ -348,7 +368,7 @@ class Trainer:
                 f"(widths {widths}), {config.epochs} epochs × {self.steps_per_epoch} steps of {config.batch_size} "
                 f"images ({len(self.train_labels)} training images), training attack {config.train_attack}, "
                 f"{self.strategy.num_replicas_in_sync} replica(s) on {device}; validation on "
-                f"{len(self.val_labels)} images under {config.eval_attack}")
+                f"{min(config.eval_examples, len(self.val_labels))} images under {config.eval_attack}")
 
     def estimate(self, clock):
         """The run's estimated training time after the first timed steps, with a hint for long CPU runs."""
@@ -371,6 +391,8 @@ class Trainer:
         epoch_times = {"wall_seconds": [], "cpu_seconds": []}
         if os.path.exists(times_path):
             epoch_times = {k: v[:start_epoch] for k, v in read_json(times_path).items()}
+        watch_path = os.path.join(self.run_dir, "watch.json")
+        watched = [r for r in read_json(watch_path) if r["epoch"] <= start_epoch] if os.path.exists(watch_path) else []
         announced = False
         clock = RunClock(config.epochs * self.steps_per_epoch, start_epoch * self.steps_per_epoch)
         print(self.describe(), flush=True)
@@ -405,19 +427,22 @@ class Trainer:
             # epochs the times file still covers (the other order lost the epoch's time).
             write_json(times_path, epoch_times)
             self.manager.save(checkpoint_number=epoch + 1)
+            if config.watch_examples:
+                watched.append(self.watch(epoch + 1))
+                write_json(watch_path, watched)
             if self._should_evaluate(epoch + 1):
                 rows = self.validate()
                 self._log_evaluation(rows, epoch + 1)
                 print(f"\nvalidation after epoch {epoch + 1}/{config.epochs} "
-                      f"({len(self.val_labels)} images):\n{tradeoff_table(rows)}", flush=True)
+                      f"({rows[0]['n_clean']} images):\n{tradeoff_table(rows)}", flush=True)
             self.writer.flush()
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1)
         if not rows:
             rows = self.validate()
-        return self._finish(rows, epoch_times)
+        return self._finish(rows, epoch_times, watched)
 
-    def _finish(self, rows, epoch_times):
+    def _finish(self, rows, epoch_times, watched):
         config = self.config
         model_path = os.path.join(self.run_dir, "model.keras")
         write_atomic(model_path, self.model.save)
@@ -428,7 +453,7 @@ class Trainer:
             epoch_cpu_seconds=epoch_times["cpu_seconds"],
             # This invocation's wall clock, from loading the data to the saved model (validations included).
             invocation_seconds=round(time.perf_counter() - self._started, 1),
-            validation=rows,
+            validation=rows, held_out_checks=watched,
         )
         write_json(os.path.join(self.run_dir, "summary.json"), summary)
         return summary

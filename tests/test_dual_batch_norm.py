@@ -62,6 +62,20 @@ def test_empty_group_leaves_its_statistics_untouched(rng):
     assert any(not np.allclose(before[i], after[i]) for i in adv_names)
 
 
+def test_blended_samples_in_a_batch_without_clean_ones_use_the_clean_moving_statistics(rng):
+    # An adversarial pass of λ ∈ {0.2, …, 1} samples has no λ = 0 sample: BN_c's share of a blended
+    # sample is normalized by BN_c's moving statistics (an empty batch's would scale by 1/√ε).
+    layer = make()
+    x = rng.normal(2.0, 3.0, (6, 4, 4, 8)).astype("float32")
+    weights = np.array([0.2, 0.4, 0.6, 0.8, 1.0, 0.2], "float32")
+    gamma, beta, moving_mean, moving_variance = (np.asarray(v) for v in layer.params[0][0])
+    out = np.asarray(layer(x, weights, training=True))
+    batch_adv = np.asarray(layer(x, np.ones(6, "float32"), training=True))
+    clean = (x - moving_mean) / np.sqrt(moving_variance + layer.epsilon) * gamma + beta
+    w = weights[:, None, None, None]
+    np.testing.assert_allclose(out, (1 - w) * clean + w * batch_adv, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("training", [False, True])
 def test_each_route_depends_only_on_its_own_variables(rng, training):
     layer = make()

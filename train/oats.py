@@ -9,11 +9,15 @@ A rerun of the same command resumes from the run directory's last checkpoint.
 import os
 import sys
 
-from absl import app, flags
+from oat_tf.allocator import restart_with_tcmalloc
 
-from oat_tf.config import LAMBDA_SETS, METHODS, RECIPES, TrainConfig, flag_numbers, preset
-from oat_tf.data import DATASETS
-from oat_tf.tradeoff_table import tradeoff_table
+restart_with_tcmalloc()  # before TensorFlow loads: its allocations are what TCMalloc speeds up
+
+from absl import app, flags  # noqa: E402
+
+from oat_tf.config import LAMBDA_SETS, METHODS, RECIPES, TrainConfig, flag_numbers, preset  # noqa: E402
+from oat_tf.data import DATASETS  # noqa: E402
+from oat_tf.tradeoff_table import tradeoff_table  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("method", "oats", sorted(METHODS), "oat, oats, pgdat (fixed λ) or pgdats (fixed λ, slimmable).")
@@ -52,6 +56,8 @@ for name, kind, help_text in [
     ("validation_size", "integer", "Images held out of the training split."),
     ("eval_every", "integer", "Validate every k epochs and after the last."),
     ("eval_examples", "integer", "Validation images for SA/RA."), ("eval_attack", "string", "Validation attack."),
+    ("watch_examples", "integer", "Validation images checked after every epoch: SA and RA (validation attack) at "
+                                  "the most robust λ and full width, to catch catastrophic overfitting (0: off)."),
     ("xla", "bool", "XLA-compile the attack."), ("seed", "integer", "Seed."),
     ("init_from", "string", "Fine-tune: start from this run directory's last checkpoint (the same network)."),
     ("fake_quantize", "bool", "Quantization-aware training: every convolution's input and kernel rounded to int8 "
@@ -66,7 +72,7 @@ def config_from_flags():
     for name in ("model", "width_multiplier", "encoding", "film_form", "shortcut_film", "norm_routing", "private_share",
                  "adapter_share", "clean_share", "film_lr_scale", "joint_forward", "lam", "epochs", "batch_size",
                  "learning_rate", "momentum", "weight_decay", "train_attack", "epsilon_255", "train_examples",
-                 "validation_size", "eval_every", "eval_examples", "eval_attack", "xla", "seed", "continuous_lam",
+                 "validation_size", "eval_every", "eval_examples", "eval_attack", "watch_examples", "xla", "seed", "continuous_lam",
                  "normal_bn", "width_loss", "init_from", "fake_quantize"):
         if getattr(FLAGS, name) is not None:
             values[name] = getattr(FLAGS, name)

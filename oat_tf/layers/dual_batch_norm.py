@@ -21,7 +21,7 @@ class DualBatchNorm(keras.layers.Layer):
     With `dual=True` there are two BNs: BN_c normalizes the samples whose
     `adversarial` weight w is 0 (λ = 0) and BN_a those whose weight is 1, per
     sample inside one mixed batch; in training each group's statistics come from
-    that group alone (w > 0: BN_a's) and a group may be empty. A weight between
+    that group alone (w > 0: BN_a's), and an empty group uses its moving statistics. A weight between
     0 and 1 blends the two normalizations, (1 − w)·BN_c(x) + w·BN_a(x), which at
     inference is one affine map with interpolated scale and shift. With
     `dual=False` it is one plain BN (the "OAT with normal BN" ablation).
@@ -152,6 +152,10 @@ class DualBatchNorm(keras.layers.Layer):
         for params, mask in zip(self.params[width_index(self.widths, width)], masks):
             mean, variance, count = self._moments(x, mask)
             self._update_moving(params, mean, variance, count)
+            # An empty group normalizes with its moving statistics: a sample blended between the
+            # routes (0 < w < 1) needs both, also in a batch where no sample takes this route alone.
+            seen = count > 0
+            mean, variance = ops.where(seen, mean, params[2]), ops.where(seen, variance, params[3])
             affines.append(self._affine(params, mean, variance))
         return per_sample_affine(x, *self._per_sample(affines, adversarial))
 
