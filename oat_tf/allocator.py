@@ -30,4 +30,4 @@ def restart_with_tcmalloc():
     if library is None or "tcmalloc" in preloaded or os.environ.get(OPT_OUT) == "1":
         return
     environment = dict(os.environ, LD_PRELOAD=f"{library} {preloaded}".strip())
-    os.execve(sys.executable, [sys.executable] + sys.argv, environment)
+    os.execve(sys.executable, [sys.executable] + sys.orig_argv[1:], environment)

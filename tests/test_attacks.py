@@ -94,6 +94,20 @@ def test_fgsm_and_one_pgd_step_match_the_closed_form(rng):
     np.testing.assert_allclose(pgd(model, x, y, lam, seeds=seeds), np.clip(expected, 0, 1), atol=1e-6)
 
 
+def test_n_fgsm_starts_in_twice_the_ball_and_is_not_projected_onto_it(rng):
+    w = rng.normal(size=(8 * 8 * 3, 10)).astype("float32") * 0.1
+    b = rng.normal(size=10).astype("float32")
+    model = LinearSoftmax(w, b)
+    x = rng.uniform(0.2, 0.8, (6, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 10, 6)
+    eps, seeds = 8 / 255, default_seeds(6, base=5)
+    start = np.clip(x + 2 * eps * np.asarray(uniform_noise(seeds, x.shape)), 0, 1)
+    expected = np.clip(start + eps * np.sign(analytic_gradient(w, b, start, y)), 0, 1)
+    x_adv = np.asarray(build_attack("n-fgsm")(model, x, y, np.ones(6, "float32"), seeds=seeds))
+    np.testing.assert_allclose(x_adv, expected, atol=1e-6)
+    assert np.abs(x_adv - x).max() > 2 * eps  # beyond the ε-ball: N-FGSM does not project
+
+
 def test_attacks_are_deterministic_under_a_seed(oats_model, rng):
     x, y, lam = images(rng, 4), np.arange(4), np.full(4, 0.3, "float32")
     attack = build_attack("pgd7")

@@ -190,7 +190,8 @@ def test_two_replicas_match_one_device_in_float64(tiny_folder, tmp_path, two_rep
 def _train_command(folder, run_dir):
     return [sys.executable, os.path.join(ROOT, "train", "oats.py"), "--method=oat", "--preset=cpu", "--model=resnet8",
             f"--data_dir={folder}", f"--run_dir={run_dir}", "--train_examples=0", "--validation_size=40",
-            "--batch_size=16", "--epochs=3", "--eval_examples=20", "--eval_attack=fgsm", "--eval_every=3"]
+            "--batch_size=16", "--epochs=3", "--eval_examples=20", "--eval_attack=fgsm", "--eval_every=3",
+            "--watch_examples=10"]
 
 
 def test_a_process_that_outlives_its_timeout_fails_naming_its_step():
@@ -225,6 +226,9 @@ def test_killed_run_resumes_and_loses_nothing(tiny_folder, tmp_path):
     # Epoch times survive the kill: the completed epochs' times are kept, the killed epoch's is redone.
     for times in (summary["epoch_seconds"], summary["epoch_cpu_seconds"]):
         assert len(times) == 3 and all(t > 0 for t in times)
+    # The held-out check of every epoch survives too: one row per epoch, at the most robust λ.
+    assert [row["epoch"] for row in summary["held_out_checks"]] == [1, 2, 3]
+    assert {(row["lambda"], row["n_clean"]) for row in summary["held_out_checks"]} == {(1.0, 10)}
 
     whole = keras.saving.load_model(tmp_path / "whole" / "model.keras")
     again = keras.saving.load_model(run_dir / "model.keras")
