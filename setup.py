@@ -5,6 +5,7 @@ setup(
     version="0.1.0",
     description="Once-for-All Adversarial Training (OAT/OATS) in Keras 3 / TensorFlow, with TFLite export",
     packages=find_packages(include=["oat_tf", "oat_tf.*"]),
+    package_data={"oat_tf": ["presets/*/*"]},  # the shipped pretrained models
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",

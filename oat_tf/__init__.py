@@ -11,6 +11,7 @@ _EXPORTS = {
     "S1": "oat_tf.lambdas", "S2": "oat_tf.lambdas", "S3": "oat_tf.lambdas",
     "ARCHITECTURES": "oat_tf.models", "VARIANTS": "oat_tf.models", "OATNetwork": "oat_tf.models",
     "build_model": "oat_tf.models", "pick": "oat_tf.picker",
+    "from_preset": "oat_tf.presets", "list_presets": "oat_tf.presets",
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

@@ -27,7 +27,12 @@ WORST_CASE = "worst-case"
 
 
 def load_model(checkpoint):
-    """A saved model: a `.keras` file, or a run directory holding `model.keras`."""
+    """A saved model: a `.keras` file, a run directory holding `model.keras`, or a preset (a shipped
+    preset's name or a preset directory, `oat_tf.presets`)."""
+    from oat_tf.presets import SHIPPED, from_preset, is_preset
+
+    if is_preset(checkpoint) or is_preset(os.path.join(SHIPPED, checkpoint)):
+        return from_preset(checkpoint)
     path = os.path.join(checkpoint, "model.keras") if os.path.isdir(checkpoint) else checkpoint
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no saved model at {path!r}: pass a .keras file or a run directory with model.keras.")

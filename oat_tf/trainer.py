@@ -102,16 +102,26 @@ def restore_model_variables(model, checkpoint_path, description):
                          f"{str(error)[:300]}") from None
 
 
+def stored_config(stored):
+    """The TrainConfig of a config dict read from JSON (unknown fields dropped, lists back to tuples)."""
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known})
+
+
 def load_run(run_dir):
-    """(model at the run's latest checkpoint, its TrainConfig, class names) of a training run directory.
+    """(model at the run's latest checkpoint, its TrainConfig, class names) of a training run
+    directory, or of a preset directory (`oat_tf.presets`).
 
     Raises FileNotFoundError when the directory holds no run or no checkpoint, and ValueError
     when the checkpoint does not fit the network the run's config.json describes.
     """
+    from oat_tf.presets import from_preset, is_preset, preset_metadata
+
+    if is_preset(run_dir):
+        metadata = preset_metadata(run_dir)
+        return from_preset(run_dir), stored_config(metadata["train_config"]), metadata["class_names"]
     config_path, latest = run_files(run_dir)
-    stored = read_json(config_path)
-    known = {field.name for field in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known})
+    config = stored_config(read_json(config_path))
     class_names = read_json(os.path.join(run_dir, "classes.json"))
     model = build_run_model(config, len(class_names))
     restore_model_variables(model, latest, f"the {config.model}/{config.variant} network described by {config_path!r}")
