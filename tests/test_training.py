@@ -67,13 +67,23 @@ def test_training_split_subsets_cover_every_class():
     assert len(val_labels) == 5000
 
 
-def test_missing_data_fails_fast_with_guidance(tmp_path):
-    started = time.time()
+def test_missing_data_fails_fast_with_guidance(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    calls = []
+    real_load = tfds.load
+
+    def recording_load(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(tfds, "load", recording_load)
     with pytest.raises(DataNotFoundError, match="--data_dir"):
-        load_split("svhn", "train")  # not prepared for tfds on this machine, and no download attempted
+        load_split("svhn", "train")  # not prepared for tfds on this machine
+    assert [call["download"] for call in calls] == [False]  # one look, no download attempted
     with pytest.raises(DataNotFoundError, match="does not exist"):
         load_split("cifar10", "train", data_dir=str(tmp_path / "missing.tar.gz"))
-    assert time.time() - started < 60
+    assert len(calls) == 1 and not os.listdir(tmp_path)  # a missing path is neither looked up in tfds nor created
 
 
 @pytest.mark.parametrize(
@@ -132,13 +142,14 @@ def test_unreadable_run_files_name_the_file_and_keep_it(tiny_folder, tmp_path):
         ("--dataset=mnist", "flag --dataset=mnist: value should be one of <cifar10|stl10|svhn>"),
     ],
 )
-def test_cli_bad_flags_fail_in_seconds_with_their_message(tmp_path, flag, message):
-    started = time.time()
+def test_cli_bad_flags_fail_before_any_work_with_their_message(tmp_path, flag, message):
     result = run_step(f"train/oats.py {flag}", [sys.executable, os.path.join(ROOT, "train", "oats.py"), "--preset=cpu",
                                                  flag, f"--run_dir={tmp_path / 'run'}"], timeout=120,
                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
-    assert time.time() - started < 60 and not (tmp_path / "run" / "checkpoints").exists()
+    # Stopped before any work: no data loaded or model built (nothing described), no step run, nothing written.
+    assert "training" not in result.stdout and "compiling" not in result.stdout, result.stdout[-2000:]
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("method", ["oat", "oats", "pgdat", "pgdats"])
