@@ -384,73 +384,101 @@ class Trainer:
         """The run's estimated training time after the first timed steps, with a hint for long CPU runs."""
         left = clock.remaining_seconds()
         text = (f"estimated training time left: {format_duration(left)} ({clock.seconds_per_step:.2f} s per step, "
-                f"{clock.total_steps - clock.steps_done} steps), validations not included")
+                f"{clock.total_steps - clock.steps_done} steps)")
+        if clock.untimed():
+            text += f"; {' and '.join(clock.untimed())} join the estimate once the first is timed"
         if left > LONG_RUN_S and not tf.config.list_physical_devices("GPU"):
             text += ("\nthis is a long run for a machine without a GPU; `--preset=cpu` trains a small model in "
                      "about 15 minutes (Ctrl-C stops; the same command resumes from the last epoch)")
         return text
 
+    def _history(self, start_epoch):
+        """(epoch times, held-out check rows) of the epochs before `start_epoch`, kept across resumed
+        invocations. Times are the wall-clock and process CPU seconds of each epoch's training steps;
+        CPU time is what a run costs when other work shares the machine."""
+        times_path, watch_path = (os.path.join(self.run_dir, f) for f in ("epoch_times.json", "watch.json"))
+        epoch_times = {"wall_seconds": [], "cpu_seconds": []}
+        if os.path.exists(times_path):
+            epoch_times = {k: v[:start_epoch] for k, v in read_json(times_path).items()}
+        watched = [r for r in read_json(watch_path) if r["epoch"] <= start_epoch] if os.path.exists(watch_path) else []
+        return epoch_times, watched
+
     def train(self, on_epoch_end=None):
         """Runs the remaining epochs; returns the summary dict also written to run_dir/summary.json."""
         config = self.config
         start_epoch = int(self.epoch.numpy())
-        rows = []
-        # Wall-clock and process CPU seconds of every completed epoch's training steps, kept across
-        # resumed invocations. CPU time is what a run costs when other work shares the machine.
-        times_path = os.path.join(self.run_dir, "epoch_times.json")
-        epoch_times = {"wall_seconds": [], "cpu_seconds": []}
-        if os.path.exists(times_path):
-            epoch_times = {k: v[:start_epoch] for k, v in read_json(times_path).items()}
-        watch_path = os.path.join(self.run_dir, "watch.json")
-        watched = [r for r in read_json(watch_path) if r["epoch"] <= start_epoch] if os.path.exists(watch_path) else []
-        announced = False
-        clock = RunClock(config.epochs * self.steps_per_epoch, start_epoch * self.steps_per_epoch)
+        epoch_times, watched = self._history(start_epoch)
+        if config.watch_examples and start_epoch and not any(r["epoch"] == start_epoch for r in watched):
+            # Killed between the restored checkpoint and its check: the restored weights are that epoch's.
+            watched.append(self.watch(start_epoch))
+        clock = RunClock(config.epochs * self.steps_per_epoch, start_epoch * self.steps_per_epoch,
+                         epoch_ends=max(config.epochs - start_epoch - 1, 0),
+                         validations=sum(map(self._should_evaluate, range(start_epoch + 1, config.epochs + 1))))
         print(self.describe(), flush=True)
         if start_epoch < config.epochs:
             print("compiling the training step…", flush=True)
+        rows, self._epoch_end = [], None
         for epoch in range(start_epoch, config.epochs):
-            print(f"epoch {epoch + 1}/{config.epochs}", flush=True)
-            bar = keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=["loss", "images/s", "run min left"],
-                                      unit_name="step")
             started, started_cpu = time.perf_counter(), time.process_time()
-            for i, batch in enumerate(self._dataset(epoch)):
-                step = tf.constant(epoch * self.steps_per_epoch + i, tf.int64)
-                tick = time.perf_counter()
-                loss = float(self._train_step(batch, step))
-                seconds = time.perf_counter() - tick
-                speed = config.batch_size / seconds
-                clock.record(seconds)
-                if clock.ready and not announced:
-                    announced = True
-                    print(f"\n{self.estimate(clock)}", flush=True)
-                left = clock.remaining_seconds()
-                bar.update(i + 1, [("loss", loss), ("images/s", speed)]
-                           + ([("run min left", left / 60)] if left is not None else []))
-                with self.writer.as_default(step=int(step)):
-                    tf.summary.scalar("train/loss", loss)
-                    tf.summary.scalar("train/learning_rate", float(self.optimizer.learning_rate))
-                    tf.summary.scalar("train/images_per_s", speed)
+            self._train_epoch(epoch, clock)
             epoch_times["wall_seconds"].append(round(time.perf_counter() - started, 1))
             epoch_times["cpu_seconds"].append(round(time.process_time() - started_cpu, 1))
+            self._epoch_end = (time.perf_counter(), 0.0)  # (when the epoch's steps ended, validation seconds since)
             self.epoch.assign(epoch + 1)
             # Times first: a kill between the two writes then resumes from the previous checkpoint, whose
             # epochs the times file still covers (the other order lost the epoch's time).
-            write_json(times_path, epoch_times)
+            write_json(os.path.join(self.run_dir, "epoch_times.json"), epoch_times)
             self.manager.save(checkpoint_number=epoch + 1)
             if config.watch_examples:
                 watched.append(self.watch(epoch + 1))
-                write_json(watch_path, watched)
+                write_json(os.path.join(self.run_dir, "watch.json"), watched)
             if self._should_evaluate(epoch + 1):
-                rows = self.validate()
-                self._log_evaluation(rows, epoch + 1)
-                print(f"\nvalidation after epoch {epoch + 1}/{config.epochs} "
-                      f"({rows[0]['n_clean']} images):\n{tradeoff_table(rows)}", flush=True)
+                rows = self._validate_and_log(epoch + 1, clock)
             self.writer.flush()
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1)
         if not rows:
             rows = self.validate()
         return self._finish(rows, epoch_times, watched)
+
+    def _train_epoch(self, epoch, clock):
+        """One epoch's training steps, with the progress bar, the estimate and the step summaries."""
+        config = self.config
+        print(f"epoch {epoch + 1}/{config.epochs}", flush=True)
+        bar = keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=["loss", "images/s", "run min left"],
+                                  unit_name="step")
+        for i, batch in enumerate(self._dataset(epoch)):
+            step = tf.constant(epoch * self.steps_per_epoch + i, tf.int64)
+            tick = time.perf_counter()
+            if i == 0 and self._epoch_end is not None:  # the previous epoch's end, up to this first batch
+                ended, validating = self._epoch_end
+                clock.epoch_ends.record(tick - ended - validating)
+            loss = float(self._train_step(batch, step))
+            seconds = time.perf_counter() - tick
+            speed = config.batch_size / seconds
+            clock.record(seconds)
+            if clock.announcement_due():
+                print(f"\n{self.estimate(clock)}", flush=True)
+            left = clock.remaining_seconds()
+            bar.update(i + 1, [("loss", loss), ("images/s", speed)]
+                       + ([("run min left", left / 60)] if left is not None else []))
+            with self.writer.as_default(step=int(step)):
+                tf.summary.scalar("train/loss", loss)
+                tf.summary.scalar("train/learning_rate", float(self.optimizer.learning_rate))
+                tf.summary.scalar("train/images_per_s", speed)
+
+    def _validate_and_log(self, epoch, clock):
+        """Validation after `epoch`: timed for the estimate, logged to TensorBoard, printed."""
+        started = time.perf_counter()
+        rows = self.validate()
+        self._log_evaluation(rows, epoch)
+        print(f"\nvalidation after epoch {epoch}/{self.config.epochs} "
+              f"({rows[0]['n_clean']} images):\n{tradeoff_table(rows)}", flush=True)
+        seconds = time.perf_counter() - started
+        clock.validations.record(seconds)
+        ended, validating = self._epoch_end
+        self._epoch_end = (ended, validating + seconds)
+        return rows
 
     def _finish(self, rows, epoch_times, watched):
         config = self.config

@@ -216,6 +216,8 @@ def test_killed_run_resumes_and_loses_nothing(tiny_folder, tmp_path):
     reference = run_step("uninterrupted training", _train_command(tiny_folder, tmp_path / "whole"), timeout=300,
                          env=env)
     assert reference.returncode == 0, reference.stderr[-2000:]
+    # The estimate comes after the first timed steps and says which work it cannot count yet.
+    assert "steps); epoch ends and validations join the estimate once the first is timed" in reference.stdout
 
     run_dir = tmp_path / "killed"
     process = subprocess.Popen(_train_command(tiny_folder, run_dir), env=env, stdout=subprocess.DEVNULL,
