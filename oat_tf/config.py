@@ -138,13 +138,24 @@ class TrainConfig:
         return self
 
     def to_dict(self):
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        """The config as JSON-able values (tuples as lists)."""
+        return json_values(dataclasses.asdict(self))
 
     @classmethod
     def stored_dict(cls, stored):
         """A config.json's dict completed with the defaults of fields added since it was written."""
-        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-        return {**{k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}, **stored}
+        return {**json_values({f.name: f.default for f in dataclasses.fields(cls)}), **stored}
+
+    @classmethod
+    def from_dict(cls, stored):
+        """The config a stored dict describes (lists back to tuples; fields this version lacks dropped)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known})
+
+
+def json_values(fields):
+    """`fields` with tuple values as lists, as JSON stores them."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
 
 
 # How OAT is conditioned on λ and trained. `paper`: the paper's network (reference FiLM after every

@@ -1,6 +1,5 @@
 """One trainer for OAT, OATS, PGD-AT and PGD-ATS under tf.distribute, with checkpoints and TensorBoard."""
 
-import dataclasses
 import os
 import time
 
@@ -102,12 +101,6 @@ def restore_model_variables(model, checkpoint_path, description):
                          f"{str(error)[:300]}") from None
 
 
-def stored_config(stored):
-    """The TrainConfig of a config dict read from JSON (unknown fields dropped, lists back to tuples)."""
-    known = {field.name for field in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known})
-
-
 def load_run(run_dir):
     """(model at the run's latest checkpoint, its TrainConfig, class names) of a training run
     directory, or of a preset directory (`oat_tf.presets`).
@@ -119,9 +112,9 @@ def load_run(run_dir):
 
     if is_preset(run_dir):
         metadata = preset_metadata(run_dir)
-        return from_preset(run_dir), stored_config(metadata["train_config"]), metadata["class_names"]
+        return from_preset(run_dir), TrainConfig.from_dict(metadata["train_config"]), metadata["class_names"]
     config_path, latest = run_files(run_dir)
-    config = stored_config(read_json(config_path))
+    config = TrainConfig.from_dict(read_json(config_path))
     class_names = read_json(os.path.join(run_dir, "classes.json"))
     model = build_run_model(config, len(class_names))
     restore_model_variables(model, latest, f"the {config.model}/{config.variant} network described by {config_path!r}")

@@ -302,7 +302,7 @@ def test_two_worker_processes_train_in_step(two_worker_run):
     assert summary["replicas"] == 2
     chief = keras.saving.load_model(two_worker_run / "model.keras")
     keras.utils.set_random_seed(0)  # the trainer's initialization
-    config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in summary["config"].items()})
+    config = TrainConfig.from_dict(summary["config"])
     initial = build_run_model(config, num_classes=10)
     assert [(v.path, v.shape) for v in initial.weights] == [(v.path, v.shape) for v in chief.weights]
     assert any(not np.allclose(a, b) for a, b in zip(chief.weights, initial.weights))

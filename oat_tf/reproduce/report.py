@@ -4,7 +4,7 @@ figure and README.md (each claim of the paper, what was measured, whether it hol
 import json
 import os
 
-from oat_tf.config import RECIPES
+from oat_tf.config import RECIPES, json_values
 from oat_tf.evaluate import load_evaluation_data, load_model
 from oat_tf.lambdas import S1
 from oat_tf.provenance import provenance, write_atomic, write_json
@@ -161,7 +161,7 @@ def write(plan, budget, runs_dir, dataset, data_dir, out, command=None, recipe="
     report = provenance(
         data=data, dataset_split=budget.split, budget=dict(vars(budget)), figures=written,
         pending_jobs=pending, claims=checked, goal=goal_checks(done, budget), bn_last_layer=layer,
-        recipe=dict(name=recipe, fields={k: list(v) if isinstance(v, tuple) else v for k, v in RECIPES[recipe].items()}),
+        recipe=dict(name=recipe, fields=json_values(RECIPES[recipe])),
         bn_statistics={f"{lam:g}": dict(mean=m.round(5).tolist(), variance=v.round(5).tolist())
                        for lam, (m, v) in sorted(stats.items())},
         saliency_alignment=alignment, cost=extras["cost"],
