@@ -58,6 +58,7 @@ def _calibrated(tmp_path):
     return saved_model, debugger.calibrated_model, representative
 
 
+@pytest.mark.slow
 def test_chosen_ranges_cut_the_error_on_the_calibration_values_and_reach_the_int8_file(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 

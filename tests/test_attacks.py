@@ -137,6 +137,7 @@ def test_apgd_checkpoints_follow_the_paper():
     assert window[21] == 22 and window[98] == 6
 
 
+@pytest.mark.slow
 def test_attack_strength_ordering_on_a_trained_model(trained_model, cifar10):
     x, y = cifar10["test"]
     # The model learned: its SA is about 0.31 (5,000 test images); on 1,000 images the standard error
@@ -152,6 +153,7 @@ def test_attack_strength_ordering_on_a_trained_model(trained_model, cifar10):
     assert ra["apgd-ce"] <= ra["pgd20"] + 0.02, ra
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_gives_the_same_robust_accuracy(trained_model, cifar10, two_replicas):
     x, y = cifar10["test"]
     x, y = x[:64], y[:64]

@@ -4,9 +4,12 @@ import json
 import os
 import sys
 
+import pytest
+
 from tests.conftest import ROOT, run_step
 
 
+@pytest.mark.slow
 def test_bundles_bench_compares_every_width_and_format_of_both_networks(tmp_path):
     out = tmp_path / "bundles.json"
     command = [sys.executable, os.path.join(ROOT, "bench", "resnet34_bundles.py"), "--model=resnet8",
@@ -58,6 +61,7 @@ def test_bundles_bench_compares_every_width_and_format_of_both_networks(tmp_path
     assert missing.returncode != 0 and "no bundle at" in missing.stderr
 
 
+@pytest.mark.slow
 def test_bundles_bench_counts_instructions_per_inference(tmp_path):
     out = tmp_path / "instructions.json"
     command = [sys.executable, os.path.join(ROOT, "bench", "resnet34_bundles.py"), "--model=resnet8",
@@ -88,6 +92,7 @@ def _int8_routes_result(path, width, disagreeing, source_run="run", margin=None)
     return str(path)
 
 
+@pytest.mark.slow
 def test_paired_agreement_compares_the_same_images_cell_by_cell(tmp_path):
     before = [_int8_routes_result(tmp_path / "b1.json", 1.0, {"0.0": [1, 2, 3], "1.0": [4]}, margin=0.5),
               _int8_routes_result(tmp_path / "b2.json", 0.5, {"0.0": [5], "1.0": []})]

@@ -186,6 +186,7 @@ def _film_of(model, lam, width):
     return np.concatenate(gammas + betas, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form,routing", [("reference", "switch"), ("identity", "blend")])
 def test_lambda_table_network_is_exact_at_its_knots_and_its_error_bound_is_attained_between(tmp_path, rng, form,
                                                                                               routing):
@@ -294,6 +295,7 @@ def test_export_takes_the_lambda_table_only_where_it_is_smaller_and_within_toler
     assert compact_network(wide, table_points=0)[0].film_table is None
 
 
+@pytest.mark.slow
 def test_int8_file_holds_the_lambda_table_in_int8_codes(tmp_path, rng):
     """A network whose exporter takes λ tables: its int8 file stores the tables as int8 codes, so it is
     under 0.4× the float32 file (convolutions and tables a quarter each), and the manifest adds their
@@ -315,6 +317,7 @@ def test_int8_file_holds_the_lambda_table_in_int8_codes(tmp_path, rng):
     assert any(t["dtype"] == np.int8 and t["shape"][0] == TABLE_POINT_CHOICES[0] for t in table)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [OPTIONS[-1], dict(norm_routing="blend"), dict(film_form="identity", film_table=True),
                                      dict(film_form="identity", shortcut_film=False, film_table="int8")],
                          ids=["identity,no-shortcut-film,private,adapters", "blend", "identity,lambda-tables",

@@ -10,6 +10,7 @@ from oat_tf.evaluate import WORST_CASE, evaluate, load_evaluation_data, rows_to_
 from tests.conftest import CIFAR10, ROOT, run_step
 
 
+@pytest.mark.slow
 def test_zero_epsilon_gives_ra_equal_to_sa(trained_model, cifar10):
     x, y = cifar10["test"]
     rows = evaluate(trained_model, x[:96], y[:96], lambdas=[0.0, 0.35], attacks=["fgsm", "pgd7"], epsilon=0.0,
@@ -19,6 +20,7 @@ def test_zero_epsilon_gives_ra_equal_to_sa(trained_model, cifar10):
         assert row["ra"] == row["sa"] and row["n_clean"] == row["n_robust"] == 96
 
 
+@pytest.mark.slow
 def test_worst_case_is_at_most_every_attack(trained_model, cifar10):
     x, y = cifar10["test"]
     rows = evaluate(trained_model, x[:128], y[:128], lambdas=[0.0], attacks=["fgsm", "pgd7"], epsilon=2 / 255,
@@ -57,6 +59,7 @@ def run_cli(*args):
                     cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_on_real_data(trained_model, tmp_path):
     checkpoint = tmp_path / "model.keras"
     trained_model.save(checkpoint)

@@ -20,6 +20,9 @@ WIDTHS = (0.5, 1.0)
 EVAL_LAMBDAS = (0.0, 0.2, 1.0)
 
 
+pytestmark = pytest.mark.slow  # every test here exports a trained network
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A briefly trained OATS run: half-width ResNet-8, widths 0.5 and 1, 2 epochs on 8k real images.

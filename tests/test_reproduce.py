@@ -22,6 +22,7 @@ def _reproduce(tmp_path, step, timeout):
     return run_step(step, command, timeout=timeout, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
 
 
+@pytest.mark.slow
 def test_smoke_budget_runs_end_to_end_and_resumes(tmp_path):
     first = _reproduce(tmp_path, "the smoke reproduction", timeout=600)  # about 90 s here
     assert first.returncode == 0, first.stderr[-3000:]

@@ -152,6 +152,7 @@ def test_cli_bad_flags_fail_before_any_work_with_their_message(tmp_path, flag, m
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["oat", "oats", "pgdat", "pgdats"])
 def test_every_method_trains_and_writes_its_outputs(tiny_folder, tmp_path, method):
     keras.utils.set_random_seed(0)
@@ -173,6 +174,7 @@ def test_every_method_trains_and_writes_its_outputs(tiny_folder, tmp_path, metho
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
 
 
+@pytest.mark.slow
 def test_two_replicas_match_one_device_in_float64(tiny_folder, tmp_path, two_replicas):
     """Distributed training is exact: in float64 two replicas end with one device's weights to ~1e-12.
     In float32 the first stage differs by ~0.3 %: ReLU units whose pre-activation lies within
@@ -211,6 +213,7 @@ def test_a_process_that_outlives_its_timeout_fails_naming_its_step():
                               "time.sleep(60)"], timeout=1)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_loses_nothing(tiny_folder, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     reference = run_step("uninterrupted training", _train_command(tiny_folder, tmp_path / "whole"), timeout=300,
@@ -296,6 +299,7 @@ def _weights(path):
     return [np.asarray(v) for v in keras.saving.load_model(path).weights]
 
 
+@pytest.mark.slow
 def test_two_worker_processes_train_in_step(two_worker_run):
     """MultiWorkerMirroredStrategy from TF_CONFIG: two processes on 127.0.0.1 end with equal weights."""
     summary = json.loads((two_worker_run / "summary.json").read_text())
@@ -310,6 +314,7 @@ def test_two_worker_processes_train_in_step(two_worker_run):
         np.testing.assert_array_equal(np.asarray(a), b)
 
 
+@pytest.mark.slow
 def test_killed_worker_resumes_both_from_their_last_common_checkpoint(tiny_folder, tmp_path, two_worker_run):
     """Worker 1 is SIGKILLed during epoch 3, having missed its epoch-2 save (its ckpt-2 is removed,
     as if it died between the chief's save and its own): both workers restarted with the same
@@ -351,6 +356,7 @@ def test_killed_worker_resumes_both_from_their_last_common_checkpoint(tiny_folde
         np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lam", [0.0, 1.0])
 def test_oat_on_one_lambda_takes_the_dedicated_models_training_step(tiny_folder, tmp_path, lam):
     """OAT with S = {λ} from the dedicated model's weights (identity FiLM: the same function) takes the
@@ -381,6 +387,7 @@ def test_oat_on_one_lambda_takes_the_dedicated_models_training_step(tiny_folder,
         np.testing.assert_allclose(np.asarray(oat_weights[path]), decayed, rtol=1e-6, err_msg=path)
 
 
+@pytest.mark.slow
 def test_film_learning_rate_scale_multiplies_only_film_updates(tiny_folder, tmp_path):
     updates = []
     for scale in (1.0, 5.0):
@@ -396,6 +403,7 @@ def test_film_learning_rate_scale_multiplies_only_film_updates(tiny_folder, tmp_
         np.testing.assert_allclose(updates[1][path], expected, rtol=1e-4, atol=1e-7, err_msg=path)
 
 
+@pytest.mark.slow
 def test_width_loss_sum_accumulates_every_width_gradient(tiny_folder, tmp_path):
     """Slimmable training's "sum" takes each width's whole gradient: without weight decay the first
     step (no momentum yet) moves every weight by len(widths) × the "mean" step."""
@@ -413,6 +421,7 @@ def test_width_loss_sum_accumulates_every_width_gradient(tiny_folder, tmp_path):
         np.testing.assert_allclose(steps["sum"][1][path], 2 * update, rtol=1e-3, atol=1e-6, err_msg=path)
 
 
+@pytest.mark.slow
 def test_joint_forward_computes_the_same_loss_with_one_statistics_update(tiny_folder, tmp_path):
     """With ε = 0 the adversarial images are the clean ones, so one joint pass normalizes each route with
     the same batch statistics as the two separate passes: the same loss. BN_a's moving statistics then
@@ -429,6 +438,7 @@ def test_joint_forward_computes_the_same_loss_with_one_statistics_update(tiny_fo
     assert np.abs(results[True][1]).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_lambda_one_samples_take_no_clean_pass(tiny_folder, tmp_path):
     """With S = {0, 1} the λ = 1 samples' clean term has weight 0, so they skip the clean pass. Against
     S = {0, 0.5} with ε = 0 (adversarial = clean images; identity FiLM: the same function for every λ)
@@ -448,6 +458,7 @@ def test_lambda_one_samples_take_no_clean_pass(tiny_folder, tmp_path):
     assert np.abs(results[1.0][1]).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_another_runs_weights(tiny_folder, tmp_path):
     keras.utils.set_random_seed(0)
     source = Trainer(tiny_config(tiny_folder, tmp_path / "source"))
