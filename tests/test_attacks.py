@@ -75,12 +75,16 @@ def analytic_gradient(w, b, x, y):
     return (p @ w.T).reshape(x.shape)
 
 
-def test_fgsm_and_one_pgd_step_match_the_closed_form(rng):
+def linear_problem(rng, batch):
+    """(model, w, b, x, y): a linear softmax classifier of 8×8 images, whose input gradient is known."""
     w = rng.normal(size=(8 * 8 * 3, 10)).astype("float32") * 0.1
     b = rng.normal(size=10).astype("float32")
-    model = LinearSoftmax(w, b)
-    x = rng.uniform(0.2, 0.8, (5, 8, 8, 3)).astype("float32")
-    y = rng.integers(0, 10, 5)
+    x = rng.uniform(0.2, 0.8, (batch, 8, 8, 3)).astype("float32")
+    return LinearSoftmax(w, b), w, b, x, rng.integers(0, 10, batch)
+
+
+def test_fgsm_and_one_pgd_step_match_the_closed_form(rng):
+    model, w, b, x, y = linear_problem(rng, 5)
     lam = np.zeros(5, "float32")
     eps = 8 / 255
     fgsm = build_attack("fgsm")
@@ -95,11 +99,7 @@ def test_fgsm_and_one_pgd_step_match_the_closed_form(rng):
 
 
 def test_n_fgsm_starts_in_twice_the_ball_and_is_not_projected_onto_it(rng):
-    w = rng.normal(size=(8 * 8 * 3, 10)).astype("float32") * 0.1
-    b = rng.normal(size=10).astype("float32")
-    model = LinearSoftmax(w, b)
-    x = rng.uniform(0.2, 0.8, (6, 8, 8, 3)).astype("float32")
-    y = rng.integers(0, 10, 6)
+    model, w, b, x, y = linear_problem(rng, 6)
     eps, seeds = 8 / 255, default_seeds(6, base=5)
     start = np.clip(x + 2 * eps * np.asarray(uniform_noise(seeds, x.shape)), 0, 1)
     expected = np.clip(start + eps * np.sign(analytic_gradient(w, b, start, y)), 0, 1)
