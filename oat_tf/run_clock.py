@@ -1,7 +1,11 @@
 """How long a training run will take, from the steps, epoch ends and validations timed so far."""
 
+import collections
+import statistics
+
 LONG_RUN_S = 2 * 3600  # a run estimated beyond this on a machine without a GPU gets a hint
 STEPS_BEFORE_ESTIMATE = 5  # timed steps (after compilation) before the estimate is announced
+RECENT_STEPS = 50  # the step rate is the median of this many latest steps: a paused step does not skew it
 
 
 class _Mean:
@@ -25,7 +29,7 @@ class RunClock:
     (checkpoint, held-out check, the next epoch's first batch) and its validations.
 
     The first step of each invocation traces and compiles the step function, so it is left out of
-    the rate; the steps' estimate is the mean time of the later steps times the steps left, and
+    the rate; the steps' estimate is the median time of the latest steps times the steps left, and
     each other kind of work adds its mean time so far times the occurrences left.
     """
 
@@ -33,7 +37,7 @@ class RunClock:
         self.total_steps = int(total_steps)
         self.steps_done = int(steps_done)
         self._timed_steps = 0
-        self._timed_seconds = 0.0
+        self._recent = collections.deque(maxlen=RECENT_STEPS)
         self._compiled = False
         self._announced = False
         self.epoch_ends = _Mean(epoch_ends)
@@ -44,7 +48,7 @@ class RunClock:
         self.steps_done += 1
         if self._compiled:
             self._timed_steps += 1
-            self._timed_seconds += seconds
+            self._recent.append(seconds)
         self._compiled = True
 
     @property
@@ -60,8 +64,8 @@ class RunClock:
 
     @property
     def seconds_per_step(self):
-        """Mean wall seconds of a step after compilation, or None before one is timed."""
-        return self._timed_seconds / self._timed_steps if self._timed_steps else None
+        """Median wall seconds of the latest steps after compilation, or None before one is timed."""
+        return statistics.median(self._recent) if self._recent else None
 
     def untimed(self):
         """Names of the kinds of work still to come that no occurrence has timed yet."""

@@ -2,7 +2,7 @@
 
 import pytest
 
-from oat_tf.run_clock import STEPS_BEFORE_ESTIMATE, RunClock, format_duration
+from oat_tf.run_clock import RECENT_STEPS, STEPS_BEFORE_ESTIMATE, RunClock, format_duration
 
 
 def test_estimate_leaves_out_the_compiling_step_and_counts_resumed_steps():
@@ -33,6 +33,16 @@ def test_epoch_ends_and_validations_join_the_estimate_once_timed():
     assert clock.remaining_seconds() == pytest.approx(2.0 * 89 + 6.0 * 2 + 40.0)
     clock.validations.record(20.0)  # the last one: nothing of this kind is left
     assert clock.remaining_seconds() == pytest.approx(2.0 * 89 + 6.0 * 2)
+
+
+def test_a_paused_step_does_not_skew_the_step_rate():
+    clock = RunClock(total_steps=1000)
+    for seconds in [30.0] + [2.0] * 20 + [2820.0] + [2.0] * 20:  # a step paused for 47 minutes (SIGSTOP, Ctrl-Z)
+        clock.record(seconds)
+    assert clock.seconds_per_step == pytest.approx(2.0)
+    for seconds in [4.0] * RECENT_STEPS:  # the machine got slower: the rate follows the latest steps
+        clock.record(seconds)
+    assert clock.seconds_per_step == pytest.approx(4.0)
 
 
 @pytest.mark.parametrize("seconds, text", [(40, "40 s"), (59.6, "1 min"), (750, "12 min"), (3900, "1 h 05 min"),
