@@ -378,8 +378,9 @@ class Trainer:
         left = clock.remaining_seconds()
         text = (f"estimated training time left: {format_duration(left)} ({clock.seconds_per_step:.2f} s per step, "
                 f"{clock.total_steps - clock.steps_done} steps)")
-        if clock.untimed():
-            text += f"; {' and '.join(clock.untimed())} join the estimate once the first is timed"
+        untimed = clock.untimed()
+        if untimed:
+            text += f"; {' and '.join(untimed)} join the estimate once the first is timed"
         if left > LONG_RUN_S and not tf.config.list_physical_devices("GPU"):
             text += ("\nthis is a long run for a machine without a GPU; `--preset=cpu` trains a small model in "
                      "about 15 minutes (Ctrl-C stops; the same command resumes from the last epoch)")
